@@ -1,0 +1,241 @@
+"""Resolve a campaign's audience into ``push_campaign_recipients``, inside Postgres.
+
+The audience source (a built-in segment, a custom read-only query, or an uploaded CSV) fills a
+session temp table of member ids; one INSERT ... SELECT then joins it to the loyalty tables,
+renders every message, applies suppression and numbers batches (``sql/queries/resolve_audience.sql``).
+Member lists never travel through Python lists or XCom.
+
+Custom segment SQL is an admin's query and is contained, not trusted: it runs wrapped as a
+sub-select (so only one SELECT fits), in a READ ONLY transaction, with a statement timeout,
+and under the least-privilege role ``passpush_segment_reader`` when that role exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from passpush import campaigns, queries
+from passpush.campaign_spec import GOOGLE_DAILY_UPDATE_LIMIT, MAX_BATCHES, CampaignSpec
+from passpush.csv_audience import parse_member_ids, read_bytes
+from passpush.errors import AudienceError, MessageError
+from passpush.segments import get_segment
+
+log = logging.getLogger(__name__)
+
+SEGMENT_ROLE = "passpush_segment_reader"
+DEFAULT_SQL_TIMEOUT_MS = 30_000
+ID_COLUMNS = ("member_id", "external_id")
+SAMPLE_SIZE = 5
+
+
+@dataclass
+class AudiencePreview:
+    targeted: int = 0
+    eligible: int = 0
+    will_buzz_iphone: int = 0
+    will_update_google: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    duplicates_in_input: int = 0
+    unknown_sample: list[str] = field(default_factory=list)
+    samples: list[dict[str, str]] = field(default_factory=list)
+    batches: int = 0
+    batch_size: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def headline(self) -> str:
+        return (f"This will buzz {self.will_buzz_iphone} phones ({self.will_buzz_iphone} iPhones; "
+                f"{self.will_update_google} Google passes update silently)")
+
+
+def _strip_sql(query: str) -> str:
+    """One trailing semicolon is how people end a query; anything after it is a second statement."""
+    stripped = re.sub(r"[\s;]+$", "", query.strip())
+    if not stripped:
+        raise AudienceError("the segment SQL is empty")
+    return stripped
+
+
+def _create_audience_table(conn: psycopg.Connection) -> None:
+    with conn.transaction():
+        conn.execute("DROP TABLE IF EXISTS pp_audience")
+        conn.execute("CREATE TEMP TABLE pp_audience (member_id text NOT NULL)")
+        if _role_exists(conn, SEGMENT_ROLE):
+            conn.execute(sql.SQL("GRANT INSERT ON pp_audience TO {}").format(sql.Identifier(SEGMENT_ROLE)))
+
+
+def _role_exists(conn: psycopg.Connection, role: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is not None
+
+
+def _fill_from_query(conn: psycopg.Connection, query: str, params: dict[str, Any], *,
+                     timeout_ms: int, label: str) -> None:
+    """Run a segment query read-only and copy its member ids into pp_audience."""
+    body = sql.SQL(_strip_sql(query))  # the admin's text; only ever placed inside a sub-select
+    use_role = _role_exists(conn, SEGMENT_ROLE)
+    try:
+        with conn.transaction():
+            conn.execute("SET TRANSACTION READ ONLY")
+            conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(int(timeout_ms))))
+            if use_role:
+                conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(SEGMENT_ROLE)))
+            cur = conn.execute(sql.SQL("SELECT * FROM ({}) AS segment LIMIT 0").format(body), params)
+            columns = [c.name for c in cur.description or []]
+            column = next((c for c in ID_COLUMNS if c in columns), None)
+            if column is None:
+                raise AudienceError(
+                    f"{label} must return a member_id column (got {', '.join(columns) or 'no columns'})")
+            conn.execute(
+                sql.SQL("INSERT INTO pp_audience (member_id) SELECT segment.{}::text FROM ({}) AS segment"
+                        " WHERE segment.{} IS NOT NULL").format(
+                    sql.Identifier(column), body, sql.Identifier(column)),
+                params,
+            )
+    except AudienceError:
+        raise
+    except psycopg.errors.QueryCanceled as err:
+        raise AudienceError(f"{label} took longer than {timeout_ms / 1000:g} s and was cancelled") from err
+    except psycopg.errors.ReadOnlySqlTransaction as err:
+        raise AudienceError(f"{label} tries to write: only a single read-only SELECT is allowed") from err
+    except psycopg.errors.InsufficientPrivilege as err:
+        raise AudienceError(f"{label} reads something the segment role may not: {err.diag.message_primary}") from err
+    except psycopg.errors.SyntaxError as err:
+        raise AudienceError(
+            f"{label} is not a single SELECT ({err.diag.message_primary}): "
+            "write one read-only query returning member_id") from err
+    except psycopg.Error as err:
+        raise AudienceError(f"{label} failed: {err.diag.message_primary or err}") from err
+
+
+def _fill_from_csv(conn: psycopg.Connection, location: str) -> int:
+    """COPY the CSV's ids into pp_audience; return how many lines repeated an id."""
+    ids = parse_member_ids(read_bytes(location), source=location)
+    with conn.transaction(), conn.cursor().copy("COPY pp_audience (member_id) FROM STDIN") as copy:
+        for member_id in ids:
+            copy.write_row((member_id,))
+    row = conn.execute("SELECT count(*) - count(DISTINCT member_id) FROM pp_audience").fetchone()
+    return int(row[0]) if row else 0
+
+
+def fill_audience(conn: psycopg.Connection, spec: CampaignSpec) -> int:
+    """Fill pp_audience from the campaign's source; return duplicate ids seen in the input."""
+    _create_audience_table(conn)
+    if spec.audience == "csv":
+        assert spec.csv_path is not None
+        return _fill_from_csv(conn, spec.csv_path)
+    if spec.audience == "sql":
+        assert spec.sql is not None
+        _fill_from_query(conn, spec.sql, {}, timeout_ms=DEFAULT_SQL_TIMEOUT_MS, label="the custom segment SQL")
+        return 0
+    segment = get_segment(spec.segment if spec.audience == "segment" else "all_active")  # type: ignore[arg-type]
+    params = {"program_id": spec.program_id, **segment.bind(spec.segment_params)}
+    _fill_from_query(conn, segment.sql, params, timeout_ms=DEFAULT_SQL_TIMEOUT_MS,
+                     label=f"segment {segment.name!r}")
+    return 0
+
+
+def _insert_recipients(conn: psycopg.Connection, campaign_id: str, spec: CampaignSpec) -> None:
+    query = queries.composed("resolve_audience", rendered=spec.template.to_sql())
+    conn.execute(query, {
+        "program_id": spec.program_id,
+        "campaign_id": campaign_id,
+        "cap_seconds": spec.frequency_cap_hours * 3600,
+        "google_daily_limit": GOOGLE_DAILY_UPDATE_LIMIT,
+        "batch_size": spec.batch_size,
+        "max_batches": MAX_BATCHES,
+    })
+
+
+def _check_rendered_length(conn: psycopg.Connection, campaign_id: str, limit: int) -> None:
+    row = conn.execute(
+        "SELECT member_id, length(rendered_message), rendered_message FROM push_campaign_recipients"
+        " WHERE campaign_id = %s AND status = 'PENDING' AND length(rendered_message) > %s"
+        " ORDER BY length(rendered_message) DESC LIMIT 1",
+        (campaign_id, limit),
+    ).fetchone()
+    if row:
+        raise MessageError(
+            f"the message renders to {row[1]} characters for member {row[0]} ({row[2]!r}), over the "
+            f"limit of {limit}: shorten it, use shorter placeholders or raise max_message_length")
+
+
+def build_preview(conn: psycopg.Connection, campaign_id: str, duplicates: int = 0) -> AudiencePreview:
+    preview = AudiencePreview(duplicates_in_input=duplicates)
+    rows = conn.execute(
+        "SELECT status, reason, wallet, count(*), max(batch_no) FROM push_campaign_recipients"
+        " WHERE campaign_id = %s GROUP BY 1, 2, 3",
+        (campaign_id,),
+    ).fetchall()
+    last_batch = -1
+    for status, reason, wallet, count, max_batch in rows:
+        preview.targeted += count
+        if status == "SKIPPED":
+            preview.skipped[reason] = preview.skipped.get(reason, 0) + count
+            continue
+        preview.eligible += count
+        if wallet == "google":
+            preview.will_update_google += count
+        else:
+            preview.will_buzz_iphone += count
+        if max_batch is not None:
+            last_batch = max(last_batch, max_batch)
+    preview.batches = last_batch + 1
+    preview.unknown_sample = [r[0] for r in conn.execute(
+        "SELECT member_id FROM push_campaign_recipients WHERE campaign_id = %s AND reason = 'unknown_member'"
+        " ORDER BY member_id LIMIT 10", (campaign_id,))]
+    preview.samples = [
+        {"member_id": r[0], "wallet": r[1], "message": r[2]}
+        for r in conn.execute(
+            "SELECT member_id, wallet, rendered_message FROM push_campaign_recipients"
+            " WHERE campaign_id = %s AND status <> 'SKIPPED' ORDER BY member_id LIMIT %s",
+            (campaign_id, SAMPLE_SIZE))
+    ]
+    size = conn.execute(
+        "SELECT count(*) FROM push_campaign_recipients WHERE campaign_id = %s AND batch_no = 0",
+        (campaign_id,)).fetchone()
+    preview.batch_size = int(size[0]) if size else 0
+    return preview
+
+
+def _already_resolved(conn: psycopg.Connection, campaign_id: str) -> bool:
+    """Once sending started, the recipient table is the campaign's record: never rebuild it."""
+    row = conn.execute(
+        "SELECT count(*) FILTER (WHERE status NOT IN ('PENDING', 'SKIPPED')), count(*)"
+        " FROM push_campaign_recipients WHERE campaign_id = %s",
+        (campaign_id,),
+    ).fetchone()
+    return bool(row and row[0] > 0)
+
+
+def resolve(conn: psycopg.Connection, campaign_id: str) -> AudiencePreview:
+    """Resolve the audience (idempotent until sending starts) and store the preview on the campaign."""
+    campaign = campaigns.get_campaign(conn, campaign_id)
+    spec = campaigns.spec_of(campaign)
+    if _already_resolved(conn, campaign_id):
+        log.info("campaign %s already sending: keeping its recipients", campaign_id)
+        return build_preview(conn, campaign_id, (campaign["preview"] or {}).get("duplicates_in_input", 0))
+    campaigns.mark_started(conn, campaign_id)
+    conn.commit()
+    duplicates = fill_audience(conn, spec)
+    with conn.transaction():
+        conn.execute("DELETE FROM push_campaign_recipients WHERE campaign_id = %s", (campaign_id,))
+        _insert_recipients(conn, campaign_id, spec)
+        _check_rendered_length(conn, campaign_id, spec.max_message_length)
+        preview = build_preview(conn, campaign_id, duplicates)
+        conn.execute(
+            "UPDATE push_campaigns SET recipient_count = %s, skipped_count = %s, preview = %s,"
+            " updated_at = now() WHERE id = %s",
+            (preview.targeted, sum(preview.skipped.values()), psycopg.types.json.Jsonb(preview.as_dict()),
+             campaign_id),
+        )
+    conn.execute("DROP TABLE IF EXISTS pp_audience")
+    conn.commit()
+    log.info("audience of campaign %s: %s", campaign_id, preview.as_dict())
+    return preview

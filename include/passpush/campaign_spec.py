@@ -1,0 +1,168 @@
+"""The campaign's public contract: the conf keys of ``push_campaign`` and their validation.
+
+The same ``CampaignSpec`` is built from the Airflow trigger form, a JSON conf, the campaign page
+and the recurring-campaign file, so every entry point validates the same way. Errors name the
+key, the bad value and the valid choices.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from passpush.errors import CampaignConfigError
+from passpush.rendering import DEFAULT_MAX_LENGTH, Template, check_length, parse_template
+
+AUDIENCES = ("all_active", "segment", "sql", "csv")
+SEGMENTS = ("slumber", "whale", "local")
+
+# PassKit documents no rate limit; the product's own default per program (facts sheet).
+DEFAULT_RATE_LIMIT = 50.0
+MAX_RATE_LIMIT = 5000.0
+DEFAULT_BATCH_SIZE = 1000
+MAX_BATCH_SIZE = 100_000
+# Keeps mapped send_batch tasks well under Airflow's max_map_length (1024) for any audience:
+# batches grow instead of multiplying once an audience is larger than batch_size * MAX_BATCHES.
+MAX_BATCHES = 256
+DEFAULT_FREQUENCY_CAP_HOURS = 24.0
+GOOGLE_DAILY_UPDATE_LIMIT = 3
+
+
+@dataclass(frozen=True)
+class CampaignSpec:
+    program_id: str
+    name: str
+    message: str
+    audience: str = "all_active"
+    segment: str | None = None
+    segment_params: dict[str, Any] = field(default_factory=dict)
+    sql: str | None = None
+    csv_path: str | None = None
+    dry_run: bool = False
+    confirm_recipients: int | None = None
+    max_recipients: int | None = None
+    rate_limit_per_second: float | None = None  # None: the PassKit connection's setting, else the default
+    batch_size: int = DEFAULT_BATCH_SIZE
+    max_message_length: int = DEFAULT_MAX_LENGTH
+    frequency_cap_hours: float = DEFAULT_FREQUENCY_CAP_HOURS
+
+    @property
+    def template(self) -> Template:
+        return parse_template(self.message)
+
+    def describe_audience(self) -> str:
+        """Human description stored in push_campaigns.target_query."""
+        if self.audience == "all_active":
+            return "All Active Members"
+        if self.audience == "segment":
+            params = ", ".join(f"{k}={v}" for k, v in sorted(self.segment_params.items()))
+            return f"Segment {self.segment}" + (f" ({params})" if params else "")
+        if self.audience == "sql":
+            return f"Custom SQL: {self.sql}"
+        return f"CSV upload: {self.csv_path}"
+
+    def to_record(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _int(conf: dict[str, Any], key: str, *, minimum: int, maximum: int | None = None) -> int | None:
+    value = conf.get(key)
+    if value is None or value == "":
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError) as err:
+        raise CampaignConfigError(f"{key} must be a whole number, got {value!r}") from err
+    if isinstance(value, float) and not value.is_integer():
+        raise CampaignConfigError(f"{key} must be a whole number, got {value!r}")
+    if number < minimum or (maximum is not None and number > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise CampaignConfigError(f"{key} must be {bound}, got {value!r}")
+    return number
+
+
+def _float(conf: dict[str, Any], key: str, *, minimum: float, maximum: float) -> float | None:
+    value = conf.get(key)
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as err:
+        raise CampaignConfigError(f"{key} must be a number, got {value!r}") from err
+    if not (minimum <= number <= maximum):
+        raise CampaignConfigError(f"{key} must be between {minimum:g} and {maximum:g}, got {value!r}")
+    return number
+
+
+def _bool(conf: dict[str, Any], key: str, default: bool) -> bool:
+    value = conf.get(key, default)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in {"true", "false"}:
+        return value.lower() == "true"
+    raise CampaignConfigError(f"{key} must be true or false, got {value!r}")
+
+
+def _program_id(conf: dict[str, Any]) -> str:
+    value = conf.get("program_id")
+    try:
+        return str(uuid.UUID(str(value)))
+    except (TypeError, ValueError) as err:
+        raise CampaignConfigError(
+            f"program_id must be the UUID of a row in programs, got {value!r}"
+        ) from err
+
+
+def _audience(conf: dict[str, Any]) -> dict[str, Any]:
+    audience = conf.get("audience") or "all_active"
+    if audience not in AUDIENCES:
+        raise CampaignConfigError(f"unknown audience {audience!r}; choose one of {', '.join(AUDIENCES)}")
+    out: dict[str, Any] = {"audience": audience, "segment_params": {}}
+    if audience == "segment":
+        segment = conf.get("segment")
+        if segment not in SEGMENTS:
+            raise CampaignConfigError(
+                f"audience 'segment' needs segment set to one of {', '.join(SEGMENTS)}, got {segment!r}"
+            )
+        params = conf.get("segment_params") or {}
+        if not isinstance(params, dict):
+            raise CampaignConfigError(f"segment_params must be an object, got {params!r}")
+        out.update(segment=segment, segment_params=params)
+    elif audience == "sql":
+        query = conf.get("sql")
+        if not isinstance(query, str) or not query.strip():
+            raise CampaignConfigError("audience 'sql' needs sql: a SELECT returning a member_id column")
+        out["sql"] = query
+    elif audience == "csv":
+        path = conf.get("csv_path")
+        if not isinstance(path, str) or not path.strip():
+            raise CampaignConfigError("audience 'csv' needs csv_path: a file path or URI of the member id list")
+        out["csv_path"] = path.strip()
+    return out
+
+
+def parse_conf(conf: dict[str, Any]) -> CampaignSpec:
+    """Validate a trigger conf and return the campaign it describes."""
+    name = str(conf.get("name") or "").strip()
+    if not name:
+        raise CampaignConfigError("name is empty: give the campaign a name people will recognise in the history")
+    max_length = _int(conf, "max_message_length", minimum=1, maximum=2000) or DEFAULT_MAX_LENGTH
+    message = conf.get("message")
+    template = parse_template(message if isinstance(message, str) else None)
+    check_length(template, max_length)
+    rate = _float(conf, "rate_limit_per_second", minimum=0.1, maximum=MAX_RATE_LIMIT)
+    cap = _float(conf, "frequency_cap_hours", minimum=0, maximum=24 * 365)
+    return CampaignSpec(
+        program_id=_program_id(conf),
+        name=name,
+        message=template.source,
+        dry_run=_bool(conf, "dry_run", False),
+        confirm_recipients=_int(conf, "confirm_recipients", minimum=0),
+        max_recipients=_int(conf, "max_recipients", minimum=0),
+        rate_limit_per_second=rate,
+        batch_size=_int(conf, "batch_size", minimum=1, maximum=MAX_BATCH_SIZE) or DEFAULT_BATCH_SIZE,
+        max_message_length=max_length,
+        frequency_cap_hours=DEFAULT_FREQUENCY_CAP_HOURS if cap is None else cap,
+        **_audience(conf),
+    )

@@ -1,0 +1,132 @@
+"""The ``push_campaigns`` row: created once per DAG run, updated as the campaign moves on.
+
+Statuses: PENDING -> PROCESSING -> COMPLETED | COMPLETED_WITH_ERRORS | FAILED | CANCELLED,
+and DRY_RUN for a preview that sends nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from passpush.campaign_spec import CampaignSpec
+from passpush.errors import CampaignAbortedError, CampaignConfigError
+
+FINAL_STATUSES = ("COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "CANCELLED", "DRY_RUN")
+
+
+@dataclass(frozen=True)
+class Program:
+    id: str
+    name: str
+    passkit_program_id: str
+    timezone: str
+
+
+def load_program(conn: psycopg.Connection, program_id: str) -> Program:
+    row = conn.execute(
+        "SELECT id::text, name, passkit_program_id, timezone FROM programs WHERE id = %s", (program_id,)
+    ).fetchone()
+    if row is None:
+        raise CampaignConfigError(f"unknown program {program_id!r}: no row in programs has this id")
+    return Program(*row)
+
+
+def create_campaign(conn: psycopg.Connection, spec: CampaignSpec, *, dag_id: str, dag_run_id: str) -> str:
+    """Insert the campaign for this DAG run, or return the one a previous try already created."""
+    load_program(conn, spec.program_id)
+    options = {k: v for k, v in spec.to_record().items()
+               if k not in {"program_id", "name", "message", "audience", "segment", "segment_params",
+                            "sql", "csv_path"}}
+    audience = {"mode": spec.audience, "segment": spec.segment, "segment_params": spec.segment_params,
+                "sql": spec.sql, "csv_path": spec.csv_path}
+    row = conn.execute(
+        """
+        INSERT INTO push_campaigns (program_id, name, message_text, target_query, csv_upload_url, status,
+                                    audience, options, dry_run, dag_id, dag_run_id)
+        VALUES (%s, %s, %s, %s, %s, 'PENDING', %s, %s, %s, %s, %s)
+        ON CONFLICT (dag_id, dag_run_id) DO UPDATE SET updated_at = now()
+        RETURNING id::text
+        """,
+        (spec.program_id, spec.name, spec.message, spec.describe_audience(), spec.csv_path,
+         Jsonb(audience), Jsonb(options), spec.dry_run, dag_id, dag_run_id),
+    ).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def get_campaign(conn: psycopg.Connection, campaign_id: str) -> dict[str, Any]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute("SELECT * FROM push_campaigns WHERE id = %s", (campaign_id,)).fetchone()
+    if row is None:
+        raise CampaignConfigError(f"unknown campaign {campaign_id!r}")
+    return row
+
+
+def spec_of(campaign: dict[str, Any]) -> CampaignSpec:
+    """Rebuild the spec stored at creation, so later tasks never re-read the trigger conf."""
+    audience, options = campaign["audience"], campaign["options"]
+    return CampaignSpec(
+        program_id=str(campaign["program_id"]),
+        name=campaign["name"],
+        message=campaign["message_text"],
+        audience=audience["mode"],
+        segment=audience.get("segment"),
+        segment_params=audience.get("segment_params") or {},
+        sql=audience.get("sql"),
+        csv_path=audience.get("csv_path"),
+        **options,
+    )
+
+
+def set_status(conn: psycopg.Connection, campaign_id: str, status: str, **fields: Any) -> None:
+    assignments = ", ".join(f"{name} = %({name})s" for name in fields)
+    values = {k: Jsonb(v) if isinstance(v, dict) else v for k, v in fields.items()}
+    conn.execute(
+        f"UPDATE push_campaigns SET status = %(status)s, updated_at = now()"
+        f"{', ' + assignments if assignments else ''} WHERE id = %(id)s",
+        {"status": status, "id": campaign_id, **values},
+    )
+
+
+def mark_started(conn: psycopg.Connection, campaign_id: str) -> None:
+    conn.execute(
+        "UPDATE push_campaigns SET status = 'PROCESSING', started_at = coalesce(started_at, now()),"
+        " updated_at = now() WHERE id = %s AND status IN ('PENDING', 'PROCESSING')",
+        (campaign_id,),
+    )
+
+
+def abort(conn: psycopg.Connection, campaign_id: str, reason: str) -> None:
+    """Record why the campaign must stop; every sender checks this before each chunk."""
+    conn.execute(
+        "UPDATE push_campaigns SET abort_reason = coalesce(abort_reason, %s), updated_at = now() WHERE id = %s",
+        (reason, campaign_id),
+    )
+
+
+def check_not_aborted(conn: psycopg.Connection, campaign_id: str) -> None:
+    row = conn.execute("SELECT abort_reason FROM push_campaigns WHERE id = %s", (campaign_id,)).fetchone()
+    if row and row[0]:
+        raise CampaignAbortedError(f"campaign {campaign_id} was stopped: {row[0]}")
+
+
+def record_failure(conn: psycopg.Connection, campaign_id: str, error: Exception) -> None:
+    """A validation failure ends the campaign before any push; keep the message for the history."""
+    set_status(conn, campaign_id, "FAILED", abort_reason=f"{type(error).__name__}: {error}",
+               finished_at=_now(conn))
+
+
+def _now(conn: psycopg.Connection) -> Any:
+    row = conn.execute("SELECT now()").fetchone()
+    assert row is not None
+    return row[0]
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, default=str)

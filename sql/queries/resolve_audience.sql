@@ -1,0 +1,62 @@
+-- Resolve a campaign's audience into push_campaign_recipients in one statement.
+-- Input: the session's temp table pp_audience(member_id) filled from a segment, custom SQL or CSV.
+-- Every requested member gets exactly one row: PENDING (to send, with a batch number) or
+-- SKIPPED with the first reason that applies. {rendered} is the compiled message template.
+WITH requested AS (
+    SELECT member_id FROM pp_audience GROUP BY member_id
+),
+joined AS (
+    SELECT r.member_id,
+           p.id                  AS pass_id,
+           p.passkit_internal_id AS passkit_id,
+           p.wallet,
+           p.status              AS pass_status,
+           p.opted_out,
+           CASE WHEN p.id IS NOT NULL THEN {rendered} END AS rendered,
+           row_number() OVER (PARTITION BY p.passkit_internal_id
+                              ORDER BY p.last_updated DESC, r.member_id) AS passkit_rank
+    FROM requested r
+    LEFT JOIN passes_master p ON p.program_id = %(program_id)s AND p.external_id = r.member_id
+    LEFT JOIN users u ON u.id = p.user_id
+),
+classified AS (
+    SELECT j.*,
+        CASE
+            WHEN j.pass_id IS NULL THEN 'unknown_member'
+            WHEN j.pass_status <> 'ACTIVE' THEN 'inactive_pass'
+            WHEN j.opted_out THEN 'opted_out'
+            WHEN j.passkit_id IS NULL OR j.passkit_id = '' THEN 'no_passkit_id'
+            WHEN j.passkit_rank > 1 THEN 'duplicate_pass'
+            WHEN %(cap_seconds)s > 0 AND EXISTS (
+                SELECT 1 FROM push_campaign_recipients s
+                WHERE s.pass_id = j.pass_id AND s.status = 'SENT' AND s.campaign_id <> %(campaign_id)s
+                  AND s.sent_at > now() - make_interval(secs => %(cap_seconds)s)
+            ) THEN 'frequency_cap'
+            WHEN j.wallet = 'google' AND (
+                SELECT count(*) FROM push_campaign_recipients s
+                WHERE s.pass_id = j.pass_id AND s.status = 'SENT' AND s.sent_at > now() - interval '24 hours'
+            ) >= %(google_daily_limit)s THEN 'google_daily_limit'
+            WHEN (
+                SELECT s.rendered_message FROM push_campaign_recipients s
+                WHERE s.pass_id = j.pass_id AND s.status = 'SENT'
+                ORDER BY s.sent_at DESC LIMIT 1
+            ) = j.rendered THEN 'already_showing'
+        END AS reason
+    FROM joined j
+),
+numbered AS (
+    SELECT c.*,
+           row_number() OVER (PARTITION BY c.reason IS NULL ORDER BY c.member_id) AS seq,
+           count(*) FILTER (WHERE c.reason IS NULL) OVER () AS eligible
+    FROM classified c
+)
+INSERT INTO push_campaign_recipients
+    (campaign_id, member_id, pass_id, passkit_id, wallet, batch_no, rendered_message, status, reason)
+SELECT %(campaign_id)s, member_id, pass_id, passkit_id, wallet,
+       CASE WHEN reason IS NULL
+            THEN ((seq - 1) / GREATEST(%(batch_size)s, ceil(eligible::numeric / %(max_batches)s)::bigint))::int
+       END,
+       rendered,
+       CASE WHEN reason IS NULL THEN 'PENDING' ELSE 'SKIPPED' END,
+       reason
+FROM numbered
