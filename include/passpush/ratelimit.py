@@ -1,0 +1,80 @@
+"""A request-rate limit shared by every sender, on every worker, through Postgres.
+
+Airflow pools cap how many ``send_batch`` tasks run at once, not how many requests per second
+they make; a per-process limiter (aiolimiter and the like) cannot see the other workers. So the
+limit lives in one row of ``passpush_rate_limits`` and is applied with GCRA "virtual scheduling":
+a sender reserves a window of ``n`` request slots by moving the row's ``next_free`` forward by
+``n / rate`` in a single UPDATE, then spaces its ``n`` requests evenly over that window. Windows of
+all senders never overlap, so PassKit never sees more than ``rate`` requests per second, and
+capacity left idle is not banked (no bursts after a pause). A reservation covers ~100 ms of
+traffic, so the database sees ~10 small UPDATEs per second per running sender.
+
+Times are taken from the database clock and turned into offsets, so workers whose clocks
+disagree still share one timeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections import deque
+
+import psycopg
+
+RESERVE_SQL = """
+INSERT INTO passpush_rate_limits AS r (key, next_free)
+VALUES (%(key)s, clock_timestamp() + make_interval(secs => %(span)s))
+ON CONFLICT (key) DO UPDATE
+    SET next_free = GREATEST(r.next_free, clock_timestamp()) + make_interval(secs => %(span)s)
+RETURNING extract(epoch FROM (r.next_free - clock_timestamp()))::float8 - %(span)s
+"""
+
+# How much traffic one reservation covers: small enough to share the rate fairly between
+# senders, large enough to keep the database out of the hot path.
+WINDOW_SECONDS = 0.1
+
+
+class GlobalRateLimiter:
+    """``await limiter.acquire()`` before each request; safe to share among coroutines of one sender."""
+
+    def __init__(self, conn: psycopg.AsyncConnection, key: str, rate_per_second: float) -> None:
+        if rate_per_second <= 0:
+            raise ValueError(f"rate_per_second must be > 0, got {rate_per_second!r}")
+        self._conn = conn
+        self._key = key
+        self._interval = 1.0 / rate_per_second
+        self._window = max(1, int(rate_per_second * WINDOW_SECONDS))
+        self._slots: deque[float] = deque()
+        self._lock = asyncio.Lock()
+        self.reservations = 0
+
+    @property
+    def rate(self) -> float:
+        return 1.0 / self._interval
+
+    async def _reserve(self) -> None:
+        span = self._window * self._interval
+        async with self._conn.cursor() as cur:
+            await cur.execute(RESERVE_SQL, {"key": self._key, "span": span})
+            row = await cur.fetchone()
+        assert row is not None
+        start = time.monotonic() + max(0.0, float(row[0]))
+        self._slots.extend(start + i * self._interval for i in range(self._window))
+        self.reservations += 1
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            if not self._slots:
+                await self._reserve()
+            slot = self._slots.popleft()
+        delay = slot - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+def limiter_key(base_url: str, api_key: str) -> str:
+    """One limit per PassKit account and region: every campaign on it shares the same budget."""
+    # The key is stored in the database: keep only a digest of the API key there.
+    digest = hashlib.sha256(api_key.encode()).hexdigest()[:16]
+    return f"passkit:{base_url.rstrip('/')}:{digest}"

@@ -1,0 +1,355 @@
+"""Deliver a batch of recipients to PassKit: paced, concurrent, retried, recorded as it goes.
+
+Per recipient row the life is PENDING -> SENDING (claimed just before its request) -> SENT |
+SKIPPED | FAILED | RETRYABLE. Claims and outcomes are written in bulk (one UPDATE per chunk), so a
+crash loses at most what was in flight.
+
+No member is buzzed twice by one campaign. A retried task finds rows left in SENDING by the
+process that died: their request may or may not have reached PassKit. They are re-sent in
+"verify" mode: the member is read first, and if the pass already shows the text the row is
+marked SENT without writing again. Even a blind repeat would be harmless for the buzz: a pass
+only notifies when a field changes value, and the repeated value is the same.
+
+A 401/403 stops the campaign at once: the sender records the abort reason on the campaign
+(every other sender checks it before each chunk) and raises, instead of a retry storm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg
+from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_attempt, wait_exponential_jitter
+
+from passpush.errors import CampaignAbortedError
+from passpush.passkit import Outcome, PassKitClient, PassKitError, PassKitSettings, SendResult, classify_status
+from passpush.ratelimit import GlobalRateLimiter, limiter_key
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY_SECONDS = 5.0
+FLUSH_EVERY_SECONDS = 0.5
+FLUSH_EVERY_ROWS = 500
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    rate_limit_per_second: float
+    max_attempts: int = 4  # per recipient within one pass; reconcile makes one more bounded pass
+    max_backoff_seconds: float = 10.0
+    max_in_flight: int = 64
+
+
+@dataclass
+class SendSummary:
+    claimed: int = 0
+    sent: int = 0
+    skipped: int = 0
+    failed: int = 0
+    retryable: int = 0
+    released: int = 0
+    in_doubt_verified: int = 0
+    requests: int = 0
+    seconds: float = 0.0
+    aborted: str | None = None
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    member_id: str
+    passkit_id: str
+    message: str
+    in_doubt: bool
+
+
+@dataclass(frozen=True)
+class RowOutcome:
+    member_id: str
+    status: str
+    reason: str | None
+    error: str | None
+    http_status: int | None
+    attempts: int
+
+
+CLAIM_SQL = """
+UPDATE push_campaign_recipients r SET status = 'SENDING', updated_at = now()
+FROM (
+    SELECT member_id FROM push_campaign_recipients
+    WHERE campaign_id = %(campaign_id)s AND (%(batch_no)s::int IS NULL OR batch_no = %(batch_no)s)
+      AND status = ANY(%(statuses)s)
+    ORDER BY member_id LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+) pick
+WHERE r.campaign_id = %(campaign_id)s AND r.member_id = pick.member_id
+RETURNING r.member_id, r.passkit_id, r.rendered_message
+"""
+
+IN_DOUBT_SQL = """
+SELECT member_id, passkit_id, rendered_message FROM push_campaign_recipients
+WHERE campaign_id = %(campaign_id)s AND (%(batch_no)s::int IS NULL OR batch_no = %(batch_no)s)
+  AND status = 'SENDING'
+ORDER BY member_id
+"""
+
+WRITE_SQL = """
+UPDATE push_campaign_recipients r
+SET status = v.status, reason = v.reason, last_error = v.error, http_status = v.http_status,
+    attempts = r.attempts + v.attempts,
+    sent_at = CASE WHEN v.status = 'SENT' THEN coalesce(r.sent_at, now()) ELSE r.sent_at END,
+    updated_at = now()
+FROM unnest(%(member_ids)s::text[], %(statuses)s::text[], %(reasons)s::text[], %(errors)s::text[],
+            %(http_statuses)s::int[], %(attempts)s::int[])
+     AS v(member_id, status, reason, error, http_status, attempts)
+WHERE r.campaign_id = %(campaign_id)s AND r.member_id = v.member_id
+"""
+
+
+def _wait_for(retry_state: RetryCallState) -> float:
+    """Honour the server's Retry-After (or PassKit's 250 ms for 503) before our own backoff."""
+    result = retry_state.outcome.result() if retry_state.outcome else None
+    if isinstance(result, SendResult) and result.retry_after is not None:
+        return result.retry_after
+    return _BACKOFF(retry_state)
+
+
+_BACKOFF = wait_exponential_jitter(initial=0.25, max=10.0, jitter=0.25)
+
+
+class BatchSender:
+    """Sends the rows of one batch (or, for reconciliation, of the whole campaign)."""
+
+    def __init__(self, db: psycopg.AsyncConnection, client: PassKitClient, campaign_id: str,
+                 batch_no: int | None, options: SendOptions) -> None:
+        self.db = db
+        self.client = client
+        self.campaign_id = campaign_id
+        self.batch_no = batch_no
+        self.options = options
+        self.summary = SendSummary()
+        self._pending: list[RowOutcome] = []
+        self._last_flush = time.monotonic()
+        self._abort: str | None = None
+        self._db_lock = asyncio.Lock()
+
+    # ---- database -----------------------------------------------------------------------------
+
+    async def _execute(self, query: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        async with self._db_lock, self.db.cursor() as cur:
+            await cur.execute(query, params)
+            return await cur.fetchall() if cur.description else []
+
+    async def _claim(self, statuses: Sequence[str], limit: int) -> list[Recipient]:
+        rows = await self._execute(CLAIM_SQL, {
+            "campaign_id": self.campaign_id, "batch_no": self.batch_no, "statuses": list(statuses),
+            "limit": limit})
+        return [Recipient(r[0], r[1], r[2], in_doubt=False) for r in rows]
+
+    async def _in_doubt(self) -> list[Recipient]:
+        rows = await self._execute(IN_DOUBT_SQL, {"campaign_id": self.campaign_id, "batch_no": self.batch_no})
+        return [Recipient(r[0], r[1], r[2], in_doubt=True) for r in rows]
+
+    async def _check_abort(self) -> None:
+        rows = await self._execute("SELECT abort_reason FROM push_campaigns WHERE id = %(id)s",
+                                   {"id": self.campaign_id})
+        if rows and rows[0][0]:
+            self._abort = self._abort or rows[0][0]
+
+    async def _record_abort(self, reason: str) -> None:
+        await self._execute(
+            "UPDATE push_campaigns SET abort_reason = coalesce(abort_reason, %(reason)s), updated_at = now()"
+            " WHERE id = %(id)s", {"reason": reason, "id": self.campaign_id})
+
+    async def flush(self, force: bool = False) -> None:
+        due = len(self._pending) >= FLUSH_EVERY_ROWS or time.monotonic() - self._last_flush >= FLUSH_EVERY_SECONDS
+        if not self._pending or not (force or due):
+            return
+        batch, self._pending = self._pending, []
+        self._last_flush = time.monotonic()
+        await self._execute(WRITE_SQL, {
+            "campaign_id": self.campaign_id,
+            "member_ids": [o.member_id for o in batch],
+            "statuses": [o.status for o in batch],
+            "reasons": [o.reason for o in batch],
+            "errors": [o.error for o in batch],
+            "http_statuses": [o.http_status for o in batch],
+            "attempts": [o.attempts for o in batch],
+        })
+
+    # ---- one recipient ---------------------------------------------------------------------
+
+    async def _attempts(self, recipient: Recipient) -> tuple[SendResult, int]:
+        attempts = 0
+
+        async def once() -> SendResult:
+            nonlocal attempts
+            attempts += 1
+            self.summary.requests += 1
+            return await self._send_once(recipient)
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.options.max_attempts),
+            wait=_wait_for,
+            retry=retry_if_result(lambda r: r.outcome is Outcome.RETRYABLE and self._abort is None),
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        )
+        result = await retrying(once)
+        return result, attempts
+
+    async def _send_once(self, recipient: Recipient) -> SendResult:
+        if recipient.in_doubt and self.client.settings.metadata_update == "merge":
+            # merge mode writes blindly; for a row whose first request may have landed, read first.
+            try:
+                member = await self.client.get_member(recipient.passkit_id)
+            except PassKitError as err:
+                outcome = classify_status(err.status) if err.status else Outcome.RETRYABLE
+                return SendResult(outcome, err.status, str(err)[:200], err.retry_after)
+            if (member.get("metaData") or {}).get(self.client.settings.metadata_key) == recipient.message:
+                return SendResult(Outcome.UNCHANGED, 200, None, passkit_id=recipient.passkit_id)
+        return await self.client.set_marketing_message(message=recipient.message, passkit_id=recipient.passkit_id)
+
+    def _outcome(self, recipient: Recipient, result: SendResult, attempts: int) -> RowOutcome:
+        status, reason = {
+            Outcome.SENT: ("SENT", None),
+            Outcome.UNCHANGED: ("SENT", "confirmed_in_doubt") if recipient.in_doubt else ("SKIPPED", "already_showing"),
+            Outcome.RETRYABLE: ("RETRYABLE", "retries_exhausted"),
+            Outcome.PERMANENT: ("FAILED", f"http_{result.http_status}" if result.http_status else "rejected"),
+            Outcome.FATAL: ("RETRYABLE", "campaign_aborted"),  # never applied: reconcile cancels it
+        }[result.outcome]
+        return RowOutcome(recipient.member_id, status, reason, result.error, result.http_status, attempts)
+
+    async def deliver(self, recipient: Recipient) -> None:
+        if self._abort is not None:
+            self._release(recipient)
+            return
+        try:
+            result, attempts = await self._attempts(recipient)
+        except Exception as err:  # a bug or an unexpected library error must not lose the row's state
+            log.exception("unexpected error sending to member %s", recipient.member_id)
+            result, attempts = SendResult(Outcome.RETRYABLE, None, f"{type(err).__name__}: {err}"[:200]), 1
+        if result.outcome is Outcome.FATAL:
+            self._abort = self._abort or f"PassKit refused the credentials ({result.error})"
+            self._release(recipient)
+            return
+        row = self._outcome(recipient, result, attempts)
+        self._count(row, recipient)
+        self._pending.append(row)
+
+    def _release(self, recipient: Recipient) -> None:
+        """Never sent: back to PENDING (or SENDING stays in doubt if it was), so nothing is lost."""
+        status = "SENDING" if recipient.in_doubt else "PENDING"
+        self._pending.append(RowOutcome(recipient.member_id, status, None, None, None, 0))
+        self.summary.released += 1
+
+    def _count(self, row: RowOutcome, recipient: Recipient) -> None:
+        if row.status == "SENT":
+            self.summary.sent += 1
+            self.summary.in_doubt_verified += row.reason == "confirmed_in_doubt"
+        elif row.status == "SKIPPED":
+            self.summary.skipped += 1
+        elif row.status == "FAILED":
+            self.summary.failed += 1
+        else:
+            self.summary.retryable += 1
+        if row.reason and row.status != "SENT":
+            self.summary.reasons[row.reason] = self.summary.reasons.get(row.reason, 0) + 1
+
+    # ---- the batch ---------------------------------------------------------------------------
+
+    async def run(self, statuses: Sequence[str] = ("PENDING", "RETRYABLE")) -> SendSummary:
+        started = time.monotonic()
+        await self._check_abort()
+        in_flight: set[asyncio.Task[None]] = set()
+        progress = _Progress(self, started)
+        queue: list[Recipient] = [] if self._abort else await self._in_doubt()
+        while self._abort is None:
+            if not queue:
+                queue = await self._claim(statuses, self.options.max_in_flight)
+                self.summary.claimed += len(queue)
+                if not queue:
+                    break
+            while queue and len(in_flight) < self.options.max_in_flight:
+                task = asyncio.create_task(self.deliver(queue.pop(0)))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+            if in_flight:
+                await asyncio.wait(in_flight, timeout=FLUSH_EVERY_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+            await self.flush()
+            await self._check_abort_periodically(progress)
+            progress.maybe_log()
+        for recipient in queue:
+            self._release(recipient)
+        if in_flight:
+            await asyncio.wait(in_flight)
+        await self.flush(force=True)
+        self.summary.seconds = round(time.monotonic() - started, 3)
+        self.summary.aborted = self._abort
+        progress.log()
+        if self._abort:
+            await self._record_abort(self._abort)
+        return self.summary
+
+    async def _check_abort_periodically(self, progress: _Progress) -> None:
+        if progress.due_abort_check():
+            await self._check_abort()
+
+
+class _Progress:
+    """Running totals in the task log every few seconds: sent / failed / remaining, current rate."""
+
+    def __init__(self, sender: BatchSender, started: float) -> None:
+        self.sender = sender
+        self.started = started
+        self.last_log = started
+        self.last_sent = 0
+        self.last_abort_check = started
+
+    def due_abort_check(self) -> bool:
+        now = time.monotonic()
+        if now - self.last_abort_check >= 1.0:
+            self.last_abort_check = now
+            return True
+        return False
+
+    def maybe_log(self) -> None:
+        if time.monotonic() - self.last_log >= PROGRESS_EVERY_SECONDS:
+            self.log()
+
+    def log(self) -> None:
+        now = time.monotonic()
+        s = self.sender.summary
+        rate = (s.sent - self.last_sent) / max(now - self.last_log, 1e-6)
+        log.info("batch %s: sent %d, skipped %d, failed %d, retrying %d, claimed %d, %.0f sends/s now",
+                 self.sender.batch_no, s.sent, s.skipped, s.failed, s.retryable, s.claimed, rate)
+        self.last_log, self.last_sent = now, s.sent
+
+
+async def send_async(conninfo: str, campaign_id: str, batch_no: int | None, settings: PassKitSettings,
+                     options: SendOptions, statuses: Sequence[str] = ("PENDING", "RETRYABLE")) -> SendSummary:
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True,
+                                                     application_name="passpush-sender") as db, \
+            await psycopg.AsyncConnection.connect(conninfo, autocommit=True,
+                                                  application_name="passpush-ratelimit") as limiter_db:
+        limiter = GlobalRateLimiter(limiter_db, limiter_key(settings.base_url, settings.api_key),
+                                    options.rate_limit_per_second)
+        async with PassKitClient(settings, before_request=limiter.acquire) as client:
+            sender = BatchSender(db, client, campaign_id, batch_no, options)
+            return await sender.run(statuses)
+
+
+def send_batch(conninfo: str, campaign_id: str, batch_no: int | None, settings: PassKitSettings,
+               options: SendOptions) -> SendSummary:
+    """Send one batch; raise CampaignAbortedError when PassKit refused the credentials."""
+    summary = asyncio.run(send_async(conninfo, campaign_id, batch_no, settings, options))
+    if summary.aborted:
+        raise CampaignAbortedError(f"campaign {campaign_id} stopped: {summary.aborted}")
+    return summary

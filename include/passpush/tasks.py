@@ -1,0 +1,142 @@
+"""What each task of the ``push_campaign`` DAG does, as plain functions.
+
+DAG files call these and nothing else, so the whole flow can be tested and benchmarked without
+Airflow. Connections are resolved here (Airflow connection ``loyalty_db`` for Postgres,
+``passkit_default`` for PassKit), inside tasks, never at DAG parse time. Every return value is
+small enough for XCom: ids, counts and batch numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import psycopg
+
+from passpush import audience, campaigns, reconciliation, sending
+from passpush.campaign_spec import DEFAULT_RATE_LIMIT, CampaignSpec, parse_conf
+from passpush.db import resolve_conninfo
+from passpush.errors import CampaignAbortedError, ConfirmationError, PassPushError
+from passpush.passkit import PassKitAuthError, PassKitClient, PassKitSettings
+
+log = logging.getLogger(__name__)
+
+PASSKIT_CONN_ID = "passkit_default"
+
+
+def passkit_settings(conn_id: str = PASSKIT_CONN_ID) -> tuple[PassKitSettings, float]:
+    """The PassKit connection's settings and its configured request rate."""
+    from passpush.passkit.hook import PassKitHook
+
+    hook = PassKitHook(conn_id)
+    return hook.get_settings(), hook.get_rate_limit_per_second()
+
+
+def create_campaign(conf: dict[str, Any], *, dag_id: str, run_id: str, conninfo: str | None = None) -> str:
+    """Validate the conf and create (or find, on a retry) the campaign row of this DAG run."""
+    spec = parse_conf(conf)
+    with psycopg.connect(resolve_conninfo(conninfo)) as conn:
+        campaign_id = campaigns.create_campaign(conn, spec, dag_id=dag_id, dag_run_id=run_id)
+    log.info("campaign %s %r for program %s: %s", campaign_id, spec.name, spec.program_id,
+             spec.describe_audience())
+    return campaign_id
+
+
+def resolve_audience(campaign_id: str, *, conninfo: str | None = None) -> dict[str, Any]:
+    """Resolve the audience into the recipient table; a bad audience or message fails the campaign."""
+    with psycopg.connect(resolve_conninfo(conninfo)) as conn:
+        try:
+            preview = audience.resolve(conn, campaign_id)
+        except PassPushError as err:
+            conn.rollback()
+            campaigns.record_failure(conn, campaign_id, err)
+            conn.commit()
+            raise
+    log.info("%s", preview.headline())
+    return preview.as_dict()
+
+
+def check_confirmation(spec: CampaignSpec, preview: dict[str, Any]) -> None:
+    """The run proceeds only if the audience is not larger than what was confirmed or allowed."""
+    eligible = int(preview["eligible"])
+    if spec.confirm_recipients is not None and eligible > spec.confirm_recipients:
+        raise ConfirmationError(
+            f"the audience is {eligible} recipients but only {spec.confirm_recipients} were confirmed: "
+            "preview again and confirm the new count")
+    if spec.max_recipients is not None and eligible > spec.max_recipients:
+        raise ConfirmationError(
+            f"the audience is {eligible} recipients, over max_recipients={spec.max_recipients}")
+
+
+def plan_batches(campaign_id: str, *, conninfo: str | None = None,
+                 passkit_conn_id: str = PASSKIT_CONN_ID) -> list[int]:
+    """Batch numbers to send, after checking the PassKit credentials; [] for a dry run."""
+    with psycopg.connect(resolve_conninfo(conninfo)) as conn:
+        campaign = campaigns.get_campaign(conn, campaign_id)
+        if campaign["dry_run"]:
+            log.info("dry run: nothing is sent; preview stored on push_campaigns.preview")
+            return []
+        spec = campaigns.spec_of(campaign)
+        try:
+            check_confirmation(spec, campaign["preview"] or {"eligible": 0})
+            settings, _ = passkit_settings(passkit_conn_id)
+            asyncio.run(_check_credentials(settings, _passkit_program_id(conn, spec.program_id)))
+        except (PassPushError, PassKitAuthError) as err:
+            status = "CANCELLED" if isinstance(err, ConfirmationError) else "FAILED"
+            campaigns.set_status(conn, campaign_id, status, abort_reason=str(err))
+            conn.commit()
+            raise
+        rows = conn.execute(
+            "SELECT DISTINCT batch_no FROM push_campaign_recipients WHERE campaign_id = %s"
+            " AND batch_no IS NOT NULL AND status IN ('PENDING', 'SENDING', 'RETRYABLE') ORDER BY 1",
+            (campaign_id,)).fetchall()
+    batches = [int(r[0]) for r in rows]
+    log.info("campaign %s: %d batches to send", campaign_id, len(batches))
+    return batches
+
+
+def _passkit_program_id(conn: psycopg.Connection, program_id: str) -> str:
+    return campaigns.load_program(conn, program_id).passkit_program_id
+
+
+async def _check_credentials(settings: PassKitSettings, program_id: str) -> None:
+    async with PassKitClient(settings) as client:
+        await client.check_credentials(program_id)
+
+
+def send_options(spec: CampaignSpec, connection_rate: float | None) -> sending.SendOptions:
+    rate = spec.rate_limit_per_second or connection_rate or DEFAULT_RATE_LIMIT
+    return sending.SendOptions(rate_limit_per_second=rate)
+
+
+def send_batch(campaign_id: str, batch_no: int, *, conninfo: str | None = None,
+               passkit_conn_id: str = PASSKIT_CONN_ID) -> dict[str, Any]:
+    """Send one batch; CampaignAbortedError (401/403) means: do not retry, the campaign is stopped."""
+    url = resolve_conninfo(conninfo)
+    with psycopg.connect(url) as conn:
+        spec = campaigns.spec_of(campaigns.get_campaign(conn, campaign_id))
+    settings, rate = passkit_settings(passkit_conn_id)
+    summary = sending.send_batch(url, campaign_id, batch_no, settings, send_options(spec, rate))
+    return summary.as_dict()
+
+
+def reconcile(campaign_id: str, *, conninfo: str | None = None,
+              passkit_conn_id: str = PASSKIT_CONN_ID) -> dict[str, Any]:
+    """One bounded retry pass over what is left, then final states and counts."""
+    url = resolve_conninfo(conninfo)
+    with psycopg.connect(url) as conn:
+        campaign = campaigns.get_campaign(conn, campaign_id)
+        left = reconciliation.retryable_left(conn, campaign_id)
+    may_send = not campaign["dry_run"] and not campaign["abort_reason"] and campaign["status"] == "PROCESSING"
+    if left and may_send:
+        log.info("retry pass over %d recipients left unsent", left)
+        settings, rate = passkit_settings(passkit_conn_id)
+        options = send_options(campaigns.spec_of(campaign), rate)
+        try:
+            sending.send_batch(url, campaign_id, None, settings,
+                               sending.SendOptions(options.rate_limit_per_second, max_attempts=2))
+        except CampaignAbortedError as err:
+            log.error("%s", err)
+    with psycopg.connect(url) as conn:
+        return reconciliation.finalize(conn, campaign_id).as_dict()
