@@ -8,6 +8,7 @@ until close to expiry, so signing (tens of microseconds) happens about once a mi
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -29,9 +30,13 @@ def mint_token(
     lifetime_seconds: int,
     clock_skew_seconds: int,
 ) -> str:
-    """Sign one PassKit JWT valid from `now - clock_skew_seconds` to `now + lifetime_seconds`."""
-    issued = int(now)
-    claims = {"uid": api_key, "iat": issued - clock_skew_seconds, "exp": issued + lifetime_seconds}
+    """Sign one PassKit JWT valid from `now - clock_skew_seconds` to (at least) `now + lifetime_seconds`."""
+    # Whole seconds, as PassKit's own examples; rounded outwards so the token is never shorter than asked.
+    claims = {
+        "uid": api_key,
+        "iat": math.floor(now) - clock_skew_seconds,
+        "exp": math.ceil(now) + lifetime_seconds,
+    }
     return jwt.encode(claims, api_secret, algorithm="HS256")
 
 
@@ -80,7 +85,7 @@ class TokenCache:
                 lifetime_seconds=self._lifetime,
                 clock_skew_seconds=self._skew,
             )
-            self._refresh_at = int(now) + self._lifetime - refresh_margin(self._lifetime)
+            self._refresh_at = now + self._lifetime - refresh_margin(self._lifetime)
         return self._token
 
     def invalidate(self) -> None:

@@ -19,7 +19,7 @@ def test_mint_token_signs_uid_backdated_iat_and_exp() -> None:
     token = mint_token("key-1", SECRET, now=1_000_000.7, lifetime_seconds=300, clock_skew_seconds=30)
 
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
-    assert _claims(token) == {"uid": "key-1", "iat": 999_970, "exp": 1_000_300}
+    assert _claims(token) == {"uid": "key-1", "iat": 999_970, "exp": 1_000_301}
 
 
 def test_mint_token_is_rejected_with_another_secret() -> None:
