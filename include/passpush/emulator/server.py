@@ -58,7 +58,8 @@ JSON_TYPE = "application/json"
 RETRY_AFTER = {"Retry-After": "1"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-RouteImpl = Callable[[web.Request, EmulatorState], Awaitable[web.StreamResponse]]
+RouteImpl = Callable[[web.Request, EmulatorState, bytes], Awaitable[web.StreamResponse]]
+ControlImpl = Callable[[web.Request, EmulatorState], Awaitable[web.StreamResponse]]
 
 
 # --------------------------------------------------------------------------------------------
@@ -81,9 +82,8 @@ def error_response(settings: Settings, status: int, message: str,
     return json_response(status, payload, headers)
 
 
-async def read_json(request: web.Request, required: bool = True) -> dict[str, Any]:
+def parse_json(raw: bytes, required: bool = True) -> dict[str, Any]:
     """The body as a JSON object; 400 when malformed (or empty when ``required``)."""
-    raw = await request.read()
     if not raw.strip():
         if required:
             raise ApiError(400, "request body is empty: expected a JSON object")
@@ -135,6 +135,9 @@ async def _pipeline(request: web.Request, state: EmulatorState, impl: RouteImpl,
     denied = state.auth.check(request.headers.get("Authorization"), settings)
     if denied is not None:
         return _reply(error_response(settings, denied.status, denied.message))
+    # Read the whole request before any sleep: a client that gives up during latency or a hang
+    # has still delivered its request, and the server goes on to apply it (the in-doubt case).
+    raw = await request.read()
     generation = state.generation
     delay = state.draw_latency()
     if delay:
@@ -146,9 +149,11 @@ async def _pipeline(request: web.Request, state: EmulatorState, impl: RouteImpl,
         # A reset happened while this request slept: it belongs to an earlier test, do not apply it.
         return _reply(error_response(state.settings, 503, "emulator was reset while the request waited"))
     try:
-        response = await impl(request, state)
+        response = await impl(request, state, raw)
     except ApiError as err:
         response = error_response(state.settings, err.status, err.message)
+    except ConnectionResetError:  # the client left while a list was streaming
+        return web.Response(status=499), "client_gone"
     if early == "drop_after_apply":
         state.stats.faults["drop_after_apply"] += 1
         _drop(request)
@@ -190,32 +195,33 @@ async def _injected_fault(request: web.Request,
 # --------------------------------------------------------------------------------------------
 
 
-async def update_member(request: web.Request, state: EmulatorState) -> web.StreamResponse:
-    member = state.update_member(await read_json(request))
+async def update_member(request: web.Request, state: EmulatorState, raw: bytes) -> web.StreamResponse:
+    member = state.update_member(parse_json(raw))
     return json_response(200, {"id": member.id})
 
 
-async def enrol_member(request: web.Request, state: EmulatorState) -> web.StreamResponse:
-    member = state.enrol(await read_json(request))
+async def enrol_member(request: web.Request, state: EmulatorState, raw: bytes) -> web.StreamResponse:
+    member = state.enrol(parse_json(raw))
     return json_response(200, {"id": member.id})
 
 
-async def get_member_by_id(request: web.Request, state: EmulatorState) -> web.StreamResponse:
+async def get_member_by_id(request: web.Request, state: EmulatorState, raw: bytes) -> web.StreamResponse:
     return json_response(200, state.get_by_id(request.match_info["id"]).to_json())
 
 
-async def get_member_by_external_id(request: web.Request, state: EmulatorState) -> web.StreamResponse:
+async def get_member_by_external_id(request: web.Request, state: EmulatorState,
+                                    raw: bytes) -> web.StreamResponse:
     match = request.match_info
     return json_response(200, state.get_by_external(match["programId"], match["externalId"]).to_json())
 
 
-async def set_points(request: web.Request, state: EmulatorState) -> web.StreamResponse:
-    return json_response(200, state.set_points(await read_json(request)).to_json())
+async def set_points(request: web.Request, state: EmulatorState, raw: bytes) -> web.StreamResponse:
+    return json_response(200, state.set_points(parse_json(raw)).to_json())
 
 
-async def list_members(request: web.Request, state: EmulatorState) -> web.StreamResponse:
+async def list_members(request: web.Request, state: EmulatorState, raw: bytes) -> web.StreamResponse:
     """Newline-delimited ``{"result": member}``, streamed in chunks (a program may be huge)."""
-    body = await read_json(request, required=False)
+    body = parse_json(raw, required=False)
     members = state.list_members(request.match_info["programId"], body.get("filters"))
     response = web.StreamResponse(status=200, headers={"Content-Type": JSON_TYPE})
     await response.prepare(request)
@@ -231,8 +237,8 @@ async def list_members(request: web.Request, state: EmulatorState) -> web.Stream
     return response
 
 
-async def count_members(request: web.Request, state: EmulatorState) -> web.StreamResponse:
-    body = await read_json(request, required=False)
+async def count_members(request: web.Request, state: EmulatorState, raw: bytes) -> web.StreamResponse:
+    body = parse_json(raw, required=False)
     return json_response(200, {"total": state.count_members(request.match_info["programId"],
                                                             body.get("filters"))})
 
@@ -253,7 +259,7 @@ PASSKIT_ROUTES: tuple[tuple[str, str, RouteImpl], ...] = (
 # --------------------------------------------------------------------------------------------
 
 
-def control_route(state: EmulatorState, impl: RouteImpl) -> Handler:
+def control_route(state: EmulatorState, impl: ControlImpl) -> Handler:
     """No auth, no faults; bad input answers 400/404 ``{"error"}`` naming the problem."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -278,18 +284,18 @@ async def get_config(request: web.Request, state: EmulatorState) -> web.StreamRe
 
 
 async def put_config(request: web.Request, state: EmulatorState) -> web.StreamResponse:
-    state.configure(await read_json(request))
+    state.configure(parse_json(await request.read()))
     return json_response(200, state.config_json())
 
 
 async def reset(request: web.Request, state: EmulatorState) -> web.StreamResponse:
-    body = await read_json(request, required=False)
+    body = parse_json(await request.read(), required=False)
     state.reset(config=bool(body.get("config")))
     return json_response(200, {"status": "reset", "config_reset": bool(body.get("config"))})
 
 
 async def create_program(request: web.Request, state: EmulatorState) -> web.StreamResponse:
-    return json_response(200, state.create_program(await read_json(request)).to_json())
+    return json_response(200, state.create_program(parse_json(await request.read())).to_json())
 
 
 async def list_programs(request: web.Request, state: EmulatorState) -> web.StreamResponse:
@@ -345,7 +351,7 @@ async def request_log(request: web.Request, state: EmulatorState) -> web.StreamR
 
 async def clock(request: web.Request, state: EmulatorState) -> web.StreamResponse:
     """``{"advance_seconds": n}`` moves the emulator clock forward; ``{"offset_seconds": n}`` sets it."""
-    body = await read_json(request, required=False)
+    body = parse_json(await request.read(), required=False)
     for key in ("advance_seconds", "offset_seconds"):
         if key in body and (isinstance(body[key], bool) or not isinstance(body[key], int | float)):
             raise ApiError(400, f"{key} must be a number of seconds, got {body[key]!r}")
@@ -365,7 +371,7 @@ def _query_int(query: Mapping[str, str], name: str) -> int | None:
         raise ApiError(400, f"{name}={value!r}: expected an integer") from err
 
 
-CONTROL_ROUTES: tuple[tuple[str, str, RouteImpl], ...] = (
+CONTROL_ROUTES: tuple[tuple[str, str, ControlImpl], ...] = (
     ("GET", "/_emulator/health", health),
     ("GET", "/_emulator/config", get_config),
     ("PUT", "/_emulator/config", put_config),
