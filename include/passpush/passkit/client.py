@@ -28,6 +28,11 @@ Repeating an update is safe: the PUT sets an absolute value, and the same value 
 does not buzz the phone. With `read_modify_write` the retry's GET even reports UNCHANGED when the first PUT
 landed before the connection dropped.
 
+`timeout_seconds` covers one request on the wire. aiohttp's own total timeout would also count the wait for
+a free pooled connection, so a caller with more requests in flight than `max_connections` would see requests
+that never left "time out" and be recorded as in doubt; a semaphore of `max_connections` slots is taken
+before the timer starts (and before `before_request`, so rate tokens go to requests that can leave at once).
+
 aiohttp silently replays an idempotent request (GET, PUT) once when a connection drops; that is switched off
 here, because a hidden second attempt would bypass `before_request` (the rate limiter) and hide the fault
 from the caller's accounting.
@@ -39,6 +44,7 @@ header on every response would be work on the hot path for nothing.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -259,6 +265,7 @@ class PassKitClient:
         self._get_headers: dict[str, str] = {}
         self._json_headers: dict[str, str] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._slots: asyncio.Semaphore | None = None
 
     @property
     def settings(self) -> PassKitSettings:
@@ -277,6 +284,7 @@ class PassKitClient:
         if hasattr(session, "_retry_connection"):
             session._retry_connection = False
         self._session = session
+        self._slots = asyncio.Semaphore(self._settings.max_connections)
         log.debug("PassKit session opened to %s (max %d connections)", self._base, connector.limit)
         return self
 
@@ -286,7 +294,7 @@ class PassKitClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        session, self._session = self._session, None
+        session, self._session, self._slots = self._session, None, None
         if session is not None:
             await session.close()
 
@@ -420,9 +428,15 @@ class PassKitClient:
         self, method: str, url: URL, body: bytes | None
     ) -> tuple[int, bytes, Mapping[str, str]]:
         """One HTTP request and its whole answer; raises `PassKitTransportError` when there is no answer."""
-        session = self._session
-        if session is None:
+        session, slots = self._session, self._slots
+        if session is None or slots is None:
             raise PassKitConfigError("PassKitClient is not open: use `async with PassKitClient(settings)`")
+        async with slots:
+            return await self._exchange_in_slot(session, method, url, body)
+
+    async def _exchange_in_slot(
+        self, session: aiohttp.ClientSession, method: str, url: URL, body: bytes | None
+    ) -> tuple[int, bytes, Mapping[str, str]]:
         if self._before_request is not None:
             await self._before_request()
         # After the (possibly long) rate-limiter wait, so the token is fresh when it leaves.

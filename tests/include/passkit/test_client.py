@@ -496,6 +496,23 @@ def test_concurrent_sends_share_one_pool(emu: EmulatorProcess) -> None:
     assert emu.control.notification_summary(PROGRAM)["max_per_member"] == 1
 
 
+def test_timeout_counts_only_the_request_not_the_wait_for_a_pooled_connection(emu: EmulatorProcess) -> None:
+    pids = enrol(emu, count=6)
+    emu.control.configure(latency_ms_min=200, latency_ms_max=200)
+    tight = settings(emu, max_connections=2, timeout_seconds=0.45)
+
+    async def three_waves() -> list[dict[str, Any]]:
+        async with PassKitClient(tight) as client:
+            return await asyncio.gather(*(client.get_member(pid) for pid in pids))
+
+    started = time.monotonic()
+    members = run(three_waves())
+
+    # 6 requests of 200 ms over 2 connections take 3 waves (~0.6 s), longer than one 0.45 s timeout.
+    assert [m["id"] for m in members] == pids
+    assert time.monotonic() - started >= 0.6
+
+
 # ---- the raising calls ----------------------------------------------------------------------------
 
 
