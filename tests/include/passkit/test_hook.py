@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -195,3 +196,13 @@ def test_secret_from_env_connection_never_in_settings_repr(monkeypatch: pytest.M
 
     assert SECRET not in repr(settings)
     assert SECRET not in str(redact(f"x {SECRET} y"))
+
+
+def test_async_settings_lookup_for_code_inside_an_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    _set_connection(monkeypatch, host="http://127.0.0.1:8765", extra={"metadata_update": "merge"})
+    hook = PassKitHook()
+
+    settings = asyncio.run(hook.aget_settings())
+
+    assert (settings.base_url, settings.metadata_update) == ("http://127.0.0.1:8765", "merge")
+    assert hook.get_settings() is settings  # resolved once
