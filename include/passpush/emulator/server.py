@@ -420,10 +420,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--latency-ms", help="latency range, e.g. 50-150 (or one number)")
     parser.add_argument("--no-uvloop", action="store_true", help="use asyncio's own event loop")
     aliases = {"rate_limit_per_second": ["--rate-limit"]}
+    defaults = Settings().public()
     for name in Settings.names():
         flags = [f"--{name.replace('_', '-')}", *aliases.get(name, [])]
-        parser.add_argument(*flags, dest=name, default=None, metavar="VALUE")
+        hint = SETTING_HELP.get(name, "")
+        parser.add_argument(*flags, dest=name, default=None, metavar="VALUE",
+                            help=f"{hint} (default {defaults[name]!r})".strip())
     return parser
+
+
+SETTING_HELP = {
+    "accept_bearer": "accept 'Bearer <jwt>' as well as the raw token",
+    "forbidden_keys": "comma-separated API keys answered 403",
+    "credentials_revoked": "answer 401 to every token",
+    "refresh_token_header": "send a fresh JWT in X-Passkit-Token on success",
+    "metadata_mode": "merge | replace: how a PATCH carrying metaData treats keys it does not send",
+    "error_shape": "legacy {error} | grpc {code,message,details}",
+    "google_notifies": "Google passes also record lock-screen notifications",
+    "google_quota_per_day": "delivered updates per Google pass per rolling 24 h",
+    "google_quota_status": "status answered when the Google quota refuses an update",
+    "rate_limit_burst": "token bucket size; 0 = max(1, rate/10)",
+    "rate_limit_status": "429 | 503",
+    "fault_hang": "probability of sleeping hang_seconds before answering",
+    "fault_drop": "probability of closing the connection before applying",
+    "fault_drop_after_apply": "probability of applying, then closing the connection",
+    "burst_503_seconds": "answer 503 to everything for this many seconds from now",
+    "fail_members": "externalId or id = status, comma-separated, e.g. C1=404",
+    "seed": "seed for the fault and latency dice and for ids",
+}
 
 
 def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
