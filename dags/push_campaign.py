@@ -149,9 +149,14 @@ def push_campaign() -> None:
 
     @task(trigger_rule="all_done")
     def reconcile(campaign_id: str) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
         from passpush import tasks
 
-        return tasks.reconcile(campaign_id)
+        result = tasks.reconcile(campaign_id)
+        if result["status"] == "FAILED":  # the run's state should say what the campaign's does
+            raise AirflowFailException(f"campaign {campaign_id} FAILED: {result}")
+        return result
 
     campaign_id = create_campaign()
     preview = resolve_audience(campaign_id)

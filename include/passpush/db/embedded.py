@@ -16,12 +16,18 @@ from psycopg import sql
 log = logging.getLogger(__name__)
 
 
-def start_embedded(data_dir: Path, database: str = "passpush") -> str:
-    """Start (or reuse) the embedded server in ``data_dir`` and return a conninfo for ``database``."""
+def start_embedded(data_dir: Path, database: str = "passpush", *, keep_running: bool = True) -> str:
+    """Start (or reuse) the embedded server in ``data_dir`` and return a conninfo for ``database``.
+
+    ``keep_running`` leaves the server up when this process exits (the demo hands it to Airflow);
+    tests pass False so the server stops with the test session.
+    """
     import pgserver
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(data_dir, cleanup_mode=None)
+    # pgserver logs from an atexit hook, after pytest has closed the streams: keep it quiet.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    server = pgserver.get_server(data_dir, cleanup_mode=None if keep_running else "stop")
     admin_uri = server.get_uri("postgres")
     ensure_database(admin_uri, database)
     uri = server.get_uri(database)

@@ -1,0 +1,39 @@
+# passpush: every command bootstraps the project-local virtualenv (.venv) first.
+# Nothing is installed globally; Airflow's home is .state/airflow.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test airflow lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade uv
+	$(VENV)/bin/uv pip install --python $(PY) -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## One real campaign end to end through the DAG (embedded Postgres + PassKit emulator by default).
+demo: $(STAMP)
+	$(PY) -m passpush.demo
+
+## Install everything and run the whole test suite.
+test: $(STAMP)
+	$(VENV)/bin/ruff check include dags plugins tests bench
+	$(VENV)/bin/pytest -q
+
+## Airflow standalone on http://localhost:8080 with the same database, emulator, pool and connections.
+airflow: $(STAMP)
+	$(PY) -m passpush.cli airflow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check include dags plugins tests bench
+
+bench: $(STAMP)
+	$(PY) -m bench.run
+
+clean:
+	rm -rf .state .pytest_cache
