@@ -312,6 +312,11 @@ class PassKitClient:
 
         Identifies the member by PassKit id when given, else by externalId + programId. Raises only
         `PassKitConfigError` (bad arguments, client not open); every answer is returned as a `SendResult`.
+
+        `read_modify_write` (GET, then PUT of the whole map) is safe whether PassKit merges or replaces
+        metaData, but not atomic: on a replacing server, another system's change to a *different* key
+        between our GET and PUT (milliseconds) would be written back with its old value. `merge` (one PUT
+        of our key) has no such window but wipes every other key on a replacing server.
         """
         if not isinstance(message, str) or not message:
             # PATCH semantics ignore falsey values: an empty text would "succeed" and change nothing.
