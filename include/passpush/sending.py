@@ -220,7 +220,10 @@ class BatchSender:
     def _outcome(self, recipient: Recipient, result: SendResult, attempts: int) -> RowOutcome:
         status, reason = {
             Outcome.SENT: ("SENT", None),
-            Outcome.UNCHANGED: ("SENT", "confirmed_in_doubt") if recipient.in_doubt else ("SKIPPED", "already_showing"),
+            # The pass already shows the text. After a crash or a failed earlier attempt our own write
+            # may be why (a dropped answer to an applied PUT): count it as delivered, not skipped.
+            Outcome.UNCHANGED: ("SENT", "confirmed_in_doubt") if recipient.in_doubt or attempts > 1
+            else ("SKIPPED", "already_showing"),
             Outcome.RETRYABLE: ("RETRYABLE", "retries_exhausted"),
             Outcome.PERMANENT: ("FAILED", f"http_{result.http_status}" if result.http_status else "rejected"),
             Outcome.FATAL: ("RETRYABLE", "campaign_aborted"),  # never applied: reconcile cancels it
