@@ -9,7 +9,11 @@ recipient in `push_campaign_recipients`:
 
 1. `create_campaign` validates the form and creates the campaign row;
 2. `resolve_audience` resolves who, renders every message and applies suppression, in SQL;
-3. `plan_batches` checks the confirmation and PassKit's credentials, then lists the batches;
+3. `confirmation_gate`: no run buzzes phones without a confirmed count. With `confirm_recipients`
+   (the campaign page) or `max_recipients` (schedules) the run goes on only if the audience is not
+   larger; otherwise `approve_send` asks a person in Airflow's Required Actions ("This will buzz X
+   phones..."); Reject, or no answer within 24 h, cancels the campaign;
+   `plan_batches` then checks PassKit's credentials and lists the batches;
 4. `send_batch` (mapped, pool `passkit_api`) sends a batch under a global request-rate limit;
 5. `reconcile` (always runs) retries what is left once and writes the final counts and status.
 
@@ -23,6 +27,8 @@ import os
 from datetime import timedelta
 from typing import Any
 
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, dag, get_current_context, task
 
 AUDIENCE_LABELS = {
@@ -85,6 +91,18 @@ def _params() -> dict[str, Param]:
     }
 
 
+def _approval_subject(preview: dict[str, Any]) -> str:
+    from passpush.tasks import approval_subject
+
+    return approval_subject(preview)
+
+
+def _approval_body(preview: dict[str, Any]) -> str:
+    from passpush.tasks import approval_body
+
+    return approval_body(preview)
+
+
 @dag(
     dag_id="push_campaign",
     schedule=None,
@@ -93,6 +111,7 @@ def _params() -> dict[str, Param]:
     params=_params(),
     doc_md=__doc__,
     max_active_runs=10,
+    user_defined_filters={"approval_subject": _approval_subject, "approval_body": _approval_body},
     default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
 )
 def push_campaign() -> None:
@@ -122,7 +141,30 @@ def push_campaign() -> None:
         except PassPushError as err:
             raise AirflowFailException(str(err)) from err
 
-    @task
+    @task.branch
+    def confirmation_gate(campaign_id: str, preview: dict[str, Any]) -> str:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from passpush import tasks
+        from passpush.errors import PassPushError
+
+        try:
+            return tasks.confirmation_route(campaign_id)
+        except PassPushError as err:
+            raise AirflowFailException(str(err)) from err
+
+    approve_send = ApprovalOperator(
+        task_id="approve_send",
+        subject="{{ ti.xcom_pull(task_ids='resolve_audience') | approval_subject }}",
+        body="{{ ti.xcom_pull(task_ids='resolve_audience') | approval_body }}",
+        defaults=["Reject"],  # no answer within the time-out cancels the campaign
+        response_timeout=timedelta(hours=24),
+    )
+
+    # The branch taken when the conf carries the confirmed count (or a schedule's safety cap).
+    confirmed_count = EmptyOperator(task_id="confirmed_count")
+
+    @task(trigger_rule="none_failed_min_one_success")
     def plan_batches(campaign_id: str, preview: dict[str, Any]) -> list[int]:
         from airflow.sdk.exceptions import AirflowFailException
 
@@ -160,7 +202,9 @@ def push_campaign() -> None:
 
     campaign_id = create_campaign()
     preview = resolve_audience(campaign_id)
+    gate = confirmation_gate(campaign_id, preview)
     batches = plan_batches(campaign_id, preview)
+    gate >> [approve_send, confirmed_count] >> batches
     sent = send_batch.partial(campaign_id=campaign_id).expand(batch_no=batches)
     sent >> reconcile(campaign_id)
 

@@ -78,15 +78,24 @@ def _role_exists(conn: psycopg.Connection, role: str) -> bool:
 def _fill_from_query(conn: psycopg.Connection, query: str, params: dict[str, Any], *,
                      timeout_ms: int, label: str) -> None:
     """Run a segment query read-only and copy its member ids into pp_audience."""
-    body = sql.SQL(_strip_sql(query))  # the admin's text; only ever placed inside a sub-select
-    use_role = _role_exists(conn, SEGMENT_ROLE)
+    # The admin's text, only ever placed inside a sub-select, on lines of its own so that a trailing
+    # "-- comment" cannot swallow the closing parenthesis.
+    body = sql.SQL("\n{}\n").format(sql.SQL(_strip_sql(query)))
+    # No parameters (custom SQL) means None, so a "%" in the query stays a "%" (LIKE 'CUST-%').
+    bound = params or None
     try:
+        # Nothing may run before this block: on a connection that is not autocommit, a query here would
+        # open a transaction, the block would be a savepoint, and SET LOCAL ROLE / statement_timeout
+        # would outlive it into the INSERT of the recipients.
         with conn.transaction():
             conn.execute("SET TRANSACTION READ ONLY")
             conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(int(timeout_ms))))
-            if use_role:
+            if _role_exists(conn, SEGMENT_ROLE):
                 conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(SEGMENT_ROLE)))
-            cur = conn.execute(sql.SQL("SELECT * FROM ({}) AS segment LIMIT 0").format(body), params)
+            # binary=True forces the extended query protocol, which accepts a single statement only:
+            # "...) AS s; COMMIT; DELETE ..." cannot escape the sub-select and its read-only transaction.
+            probe = sql.SQL("SELECT * FROM ({}) AS segment LIMIT 0").format(body)
+            cur = conn.execute(probe, bound, binary=True)
             columns = [c.name for c in cur.description or []]
             column = next((c for c in ID_COLUMNS if c in columns), None)
             if column is None:
@@ -96,7 +105,8 @@ def _fill_from_query(conn: psycopg.Connection, query: str, params: dict[str, Any
                 sql.SQL("INSERT INTO pp_audience (member_id) SELECT segment.{}::text FROM ({}) AS segment"
                         " WHERE segment.{} IS NOT NULL").format(
                     sql.Identifier(column), body, sql.Identifier(column)),
-                params,
+                bound,
+                binary=True,
             )
     except AudienceError:
         raise

@@ -13,6 +13,7 @@ from typing import Any
 
 from passpush.errors import CampaignConfigError
 from passpush.rendering import DEFAULT_MAX_LENGTH, Template, check_length, parse_template
+from passpush.segments import get_segment
 
 AUDIENCES = ("all_active", "segment", "sql", "csv")
 SEGMENTS = ("slumber", "whale", "local")
@@ -70,6 +71,8 @@ def _int(conf: dict[str, Any], key: str, *, minimum: int, maximum: int | None = 
     value = conf.get(key)
     if value is None or value == "":
         return None
+    if isinstance(value, bool):  # int(True) is 1: a checkbox is not a count
+        raise CampaignConfigError(f"{key} must be a whole number, got {value!r}")
     try:
         number = int(value)
     except (TypeError, ValueError) as err:
@@ -86,6 +89,8 @@ def _float(conf: dict[str, Any], key: str, *, minimum: float, maximum: float) ->
     value = conf.get(key)
     if value is None or value == "":
         return None
+    if isinstance(value, bool):
+        raise CampaignConfigError(f"{key} must be a number, got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError) as err:
@@ -128,6 +133,7 @@ def _audience(conf: dict[str, Any]) -> dict[str, Any]:
         params = conf.get("segment_params") or {}
         if not isinstance(params, dict):
             raise CampaignConfigError(f"segment_params must be an object, got {params!r}")
+        get_segment(segment).bind(params)  # an unknown or mistyped parameter fails now, not at resolve
         out.update(segment=segment, segment_params=params)
     elif audience == "sql":
         query = conf.get("sql")

@@ -102,6 +102,15 @@ def mark_started(conn: psycopg.Connection, campaign_id: str) -> None:
     )
 
 
+def confirm(conn: psycopg.Connection, campaign_id: str, count: int, confirmed_by: str) -> None:
+    """Record that sending was allowed, and for how many; reconcile cancels runs that never got here."""
+    conn.execute(
+        "UPDATE push_campaigns SET confirmed_at = coalesce(confirmed_at, now()), confirmed_count = %s,"
+        " confirmed_by = %s, updated_at = now() WHERE id = %s",
+        (count, confirmed_by, campaign_id),
+    )
+
+
 def abort(conn: psycopg.Connection, campaign_id: str, reason: str) -> None:
     """Record why the campaign must stop; every sender checks this before each chunk."""
     conn.execute(

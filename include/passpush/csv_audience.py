@@ -96,21 +96,21 @@ def _id_column(header: list[str], source: str) -> int:
 def parse_member_ids(data: bytes, source: str = "upload") -> Iterator[str]:
     """Yield valid member ids in file order (duplicates included); raise AudienceError on bad input."""
     text = _decode(data, source)
-    rows = ((n, r) for n, r in enumerate(csv.reader(io.StringIO(text, newline="")), start=1)
-            if any(cell.strip() for cell in r))
+    rows = ((n, r) for n, r in enumerate(_records(text, source), start=1) if any(cell.strip() for cell in r))
     first = next(rows, None)
     if first is None:
         raise AudienceError(f"CSV {source!r} is empty: it needs one member id per line")
     line_no, header = first
     cells = [c.strip() for c in header]
-    if len(cells) == 1 and _normalise_header(cells[0]) not in ID_HEADERS:
+    headerless = len(cells) == 1 and _normalise_header(cells[0]) not in ID_HEADERS
+    if headerless:
         if not VALID_ID.fullmatch(cells[0]):
             _refuse_id(cells[0], line_no, source, single_column=True)
         yield cells[0]
         column = 0
     else:
         column = _id_column(header, source)
-    seen_any = line_no == 1 and len(cells) == 1 and _normalise_header(cells[0]) not in ID_HEADERS
+    seen_any = headerless
     for line_no, row in rows:
         cell = row[column].strip() if column < len(row) else ""
         if not VALID_ID.fullmatch(cell):
@@ -119,6 +119,16 @@ def parse_member_ids(data: bytes, source: str = "upload") -> Iterator[str]:
         yield cell
     if not seen_any:
         raise AudienceError(f"CSV {source!r} has a header but no member ids")
+
+
+def _records(text: str, source: str) -> Iterator[list[str]]:
+    """csv.reader's rows; its own errors (a field over the size limit) become AudienceError."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        yield from reader
+    except csv.Error as err:
+        raise AudienceError(
+            f"CSV {source!r} line {reader.line_num}: {err}: it needs one member id per line") from err
 
 
 def _refuse_id(cell: str, line_no: int, source: str, *, single_column: bool) -> None:

@@ -65,10 +65,12 @@ def retryable_left(conn: psycopg.Connection, campaign_id: str) -> int:
 def final_status(campaign: dict[str, Any], sent: int, failed: int, cancelled: int) -> str:
     if campaign["dry_run"]:
         return "DRY_RUN"
-    if campaign["status"] == "CANCELLED":
-        return "CANCELLED"
+    if campaign["status"] in ("FAILED", "CANCELLED"):  # decided before sending (validation, confirmation)
+        return str(campaign["status"])
     if campaign["abort_reason"]:
         return "FAILED"
+    if not campaign["confirmed_at"]:  # approval rejected or timed out
+        return "CANCELLED"
     if failed or cancelled:
         return "COMPLETED_WITH_ERRORS"
     return "COMPLETED"
@@ -81,6 +83,8 @@ def finalize(conn: psycopg.Connection, campaign_id: str) -> CampaignResult:
         cancel_reason = "dry_run"
     elif campaign["status"] == "CANCELLED" or campaign["abort_reason"]:
         cancel_reason = "campaign_stopped"
+    elif not campaign["confirmed_at"]:
+        cancel_reason = "not_confirmed"
     else:
         cancel_reason = "not_sent"
     with conn.transaction():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 
 from psycopg import sql
 
@@ -67,14 +68,23 @@ class Template:
         pieces: list[sql.Composable] = []
         for part in self.parts:
             if isinstance(part, str):
-                pieces.append(sql.Literal(part))
+                pieces.append(_text_literal(part))
                 continue
             column = sql.SQL(PLACEHOLDERS[part.name])
-            fallback = sql.Literal(part.fallback or "")
+            fallback = _text_literal(part.fallback or "")
             pieces.append(sql.SQL("coalesce(nullif({}, ''), {})").format(column, fallback))
         if not pieces:
             return sql.Literal("")
         return sql.SQL("concat({})").format(sql.SQL(", ").join(pieces))
+
+
+def _text_literal(text: str) -> sql.Composable:
+    """A quoted literal without a bare "%": the expression goes into queries that also bind parameters,
+    where psycopg would read "50% off" as a placeholder. chr(37) is "%"."""
+    if "%" not in text:
+        return sql.Literal(text)
+    pieces = sql.SQL(" || chr(37) || ").join(sql.Literal(piece) for piece in text.split("%"))
+    return sql.SQL("({})").format(pieces)
 
 
 def _format_value(value: object) -> str:
@@ -83,9 +93,10 @@ def _format_value(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     text = str(value)
-    # Postgres numerics render "120.00"; members see "120".
-    if re.fullmatch(r"-?\d+\.0+", text):
-        return text.split(".")[0]
+    # Postgres numerics arrive as Decimal("120.00") or Decimal("120.50"); members see "120" or "120.5",
+    # as trim_scale() gives in SQL. Text values are shown as they are, as in SQL.
+    if isinstance(value, Decimal | float) and re.fullmatch(r"-?\d+\.\d+", text):
+        return text.rstrip("0").rstrip(".")
     return text
 
 

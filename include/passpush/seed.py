@@ -143,7 +143,9 @@ def emulator_members(program: dict, frame: pd.DataFrame) -> Iterator[dict]:
             "programId": program["passkit_program_id"],
             "tierId": program["passkit_tier_id"],
             "points": float(row.points_balance),
-            "person": {"forename": row.first_name or "", "surname": row.last_name},
+            # A missing first name is NaN in the frame, and NaN is truthy: test the type, not the value.
+            "person": {"forename": row.first_name if isinstance(row.first_name, str) else "",
+                       "surname": row.last_name},
             # A key passpush does not own: the tests check it survives every campaign.
             "metaData": {"memberSince": "2024", "favouriteStore": row.zip},
             "wallet": row.wallet,

@@ -24,10 +24,23 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import psycopg
-from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_result,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from passpush.errors import CampaignAbortedError
-from passpush.passkit import Outcome, PassKitClient, PassKitError, PassKitSettings, SendResult, classify_status
+from passpush.passkit import (
+    Outcome,
+    PassKitClient,
+    PassKitError,
+    PassKitSettings,
+    SendResult,
+    classify_status,
+)
 from passpush.ratelimit import GlobalRateLimiter, limiter_key
 
 log = logging.getLogger(__name__)

@@ -57,8 +57,15 @@ def resolve_audience(campaign_id: str, *, conninfo: str | None = None) -> dict[s
     return preview.as_dict()
 
 
-def check_confirmation(spec: CampaignSpec, preview: dict[str, Any]) -> None:
-    """The run proceeds only if the audience is not larger than what was confirmed or allowed."""
+APPROVAL_TASK = "approve_send"
+PLAN_TASK = "confirmed_count"
+
+
+def check_confirmation(spec: CampaignSpec, preview: dict[str, Any]) -> str | None:
+    """How this run is confirmed, or None when a person must approve it in Airflow.
+
+    Raises ConfirmationError when the audience is larger than what was confirmed or allowed.
+    """
     eligible = int(preview["eligible"])
     if spec.confirm_recipients is not None and eligible > spec.confirm_recipients:
         raise ConfirmationError(
@@ -67,19 +74,58 @@ def check_confirmation(spec: CampaignSpec, preview: dict[str, Any]) -> None:
     if spec.max_recipients is not None and eligible > spec.max_recipients:
         raise ConfirmationError(
             f"the audience is {eligible} recipients, over max_recipients={spec.max_recipients}")
+    if spec.confirm_recipients is not None:
+        return "confirm_recipients"
+    if spec.max_recipients is not None:
+        return "max_recipients"
+    return None
+
+
+def confirmation_route(campaign_id: str, *, conninfo: str | None = None) -> str:
+    """The gate's branch: straight to planning, or through the approval step first.
+
+    A count over what was confirmed cancels the campaign here, before anything else happens.
+    """
+    with psycopg.connect(resolve_conninfo(conninfo)) as conn:
+        campaign = campaigns.get_campaign(conn, campaign_id)
+        if campaign["dry_run"]:
+            return PLAN_TASK
+        try:
+            how = check_confirmation(campaigns.spec_of(campaign), campaign["preview"] or {"eligible": 0})
+        except ConfirmationError as err:
+            campaigns.set_status(conn, campaign_id, "CANCELLED", abort_reason=str(err))
+            conn.commit()
+            raise
+    return PLAN_TASK if how else APPROVAL_TASK
+
+
+def approval_subject(preview: dict[str, Any]) -> str:
+    iphones, google = preview["will_buzz_iphone"], preview["will_update_google"]
+    return (f"This will buzz {iphones} phones ({iphones} iPhones; {google} Google passes update silently). "
+            "Are you sure?")
+
+
+def approval_body(preview: dict[str, Any]) -> str:
+    skipped = "\n".join(f"| {reason} | {count} |" for reason, count in sorted(preview["skipped"].items()))
+    samples = "\n".join(f"- `{s['member_id']}` ({s['wallet']}): {s['message']}" for s in preview["samples"])
+    return (f"**{preview['eligible']}** recipients of {preview['targeted']} targeted, "
+            f"in {preview['batches']} batches.\n\n"
+            f"| skipped because | members |\n|---|---|\n{skipped or '| - | 0 |'}\n\n"
+            f"Rendered samples:\n{samples}\n\nReject (or no answer within the time-out) cancels the campaign.")
 
 
 def plan_batches(campaign_id: str, *, conninfo: str | None = None,
                  passkit_conn_id: str = PASSKIT_CONN_ID) -> list[int]:
-    """Batch numbers to send, after checking the PassKit credentials; [] for a dry run."""
+    """Batch numbers to send, after checking the confirmation and PassKit's credentials; [] for a dry run."""
     with psycopg.connect(resolve_conninfo(conninfo)) as conn:
         campaign = campaigns.get_campaign(conn, campaign_id)
         if campaign["dry_run"]:
             log.info("dry run: nothing is sent; preview stored on push_campaigns.preview")
             return []
         spec = campaigns.spec_of(campaign)
+        preview = campaign["preview"] or {"eligible": 0}
         try:
-            check_confirmation(spec, campaign["preview"] or {"eligible": 0})
+            confirmed_by = check_confirmation(spec, preview) or "approval"
             settings, _ = passkit_settings(passkit_conn_id)
             asyncio.run(_check_credentials(settings, _passkit_program_id(conn, spec.program_id)))
         except (PassPushError, PassKitAuthError) as err:
@@ -87,12 +133,13 @@ def plan_batches(campaign_id: str, *, conninfo: str | None = None,
             campaigns.set_status(conn, campaign_id, status, abort_reason=str(err))
             conn.commit()
             raise
+        campaigns.confirm(conn, campaign_id, int(preview["eligible"]), confirmed_by)
         rows = conn.execute(
             "SELECT DISTINCT batch_no FROM push_campaign_recipients WHERE campaign_id = %s"
             " AND batch_no IS NOT NULL AND status IN ('PENDING', 'SENDING', 'RETRYABLE') ORDER BY 1",
             (campaign_id,)).fetchall()
     batches = [int(r[0]) for r in rows]
-    log.info("campaign %s: %d batches to send", campaign_id, len(batches))
+    log.info("campaign %s: %d batches to send (confirmed by %s)", campaign_id, len(batches), confirmed_by)
     return batches
 
 
@@ -128,7 +175,8 @@ def reconcile(campaign_id: str, *, conninfo: str | None = None,
     with psycopg.connect(url) as conn:
         campaign = campaigns.get_campaign(conn, campaign_id)
         left = reconciliation.retryable_left(conn, campaign_id)
-    may_send = not campaign["dry_run"] and not campaign["abort_reason"] and campaign["status"] == "PROCESSING"
+    may_send = (not campaign["dry_run"] and not campaign["abort_reason"] and campaign["confirmed_at"]
+                and campaign["status"] == "PROCESSING")
     if left and may_send:
         log.info("retry pass over %d recipients left unsent", left)
         settings, rate = passkit_settings(passkit_conn_id)

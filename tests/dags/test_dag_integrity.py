@@ -35,7 +35,10 @@ def test_every_dag_is_documented_tagged_and_does_not_catch_up(dagbag) -> None:
 
 def test_push_campaign_wiring(dagbag) -> None:
     dag = dagbag.dags["push_campaign"]
-    assert set(dag.task_dict) == {"create_campaign", "resolve_audience", "plan_batches", "send_batch", "reconcile"}
+    assert set(dag.task_dict) == {"create_campaign", "resolve_audience", "confirmation_gate", "approve_send",
+                                  "confirmed_count", "plan_batches", "send_batch", "reconcile"}
+    assert dag.task_dict["plan_batches"].upstream_task_ids >= {"approve_send", "confirmed_count"}
+    assert dag.task_dict["plan_batches"].trigger_rule == "none_failed_min_one_success"
     send = dag.task_dict["send_batch"]
     assert send.pool == "passkit_api"
     assert dag.task_dict["reconcile"].trigger_rule == "all_done"

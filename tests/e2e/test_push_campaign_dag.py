@@ -23,13 +23,14 @@ def _campaign(db: psycopg.Connection, program_id: str) -> dict:
 
 def test_campaign_reaches_every_active_member_once(run_dag, program: SeededProgram,
                                                    emulator_control: EmulatorControl, db) -> None:
+    eligible = program.eligible_apple + program.eligible_google
     dag_run = run_dag({"program_id": program.program_id, "name": "e2e", "message": MESSAGE,
-                       "dry_run": False, "batch_size": 50})
+                       "dry_run": False, "batch_size": 50, "confirm_recipients": eligible})
 
     assert str(dag_run.state) == "success"
     campaign = _campaign(db, program.program_id)
     assert campaign["status"] == "COMPLETED"
-    eligible = program.eligible_apple + program.eligible_google
+    assert (campaign["confirmed_by"], campaign["confirmed_count"]) == ("confirm_recipients", eligible)
     assert campaign["sent_count"] == eligible
     assert campaign["failed_count"] == 0
     assert campaign["recipient_count"] == program.active
@@ -70,7 +71,7 @@ def test_bad_credentials_stop_the_campaign_before_any_push(run_dag, airflow_conn
     airflow_connections(api_secret="not-the-secret")
 
     dag_run = run_dag({"program_id": program.program_id, "name": "bad creds", "message": MESSAGE,
-                       "dry_run": False})
+                       "dry_run": False, "max_recipients": 10_000})
 
     assert str(dag_run.state) == "failed"
     campaign = _campaign(db, program.program_id)
@@ -78,3 +79,18 @@ def test_bad_credentials_stop_the_campaign_before_any_push(run_dag, airflow_conn
     assert "401" in campaign["abort_reason"] or "credentials" in campaign["abort_reason"].lower()
     assert campaign["sent_count"] == 0
     assert emulator_control.notification_summary(program.passkit_program_id)["total"] == 0
+
+
+def test_an_audience_larger_than_confirmed_is_cancelled_before_any_push(
+        run_dag, program: SeededProgram, emulator_control: EmulatorControl, db) -> None:
+    dag_run = run_dag({"program_id": program.program_id, "name": "grew", "message": MESSAGE,
+                       "dry_run": False, "confirm_recipients": 10})
+
+    # A cancelled campaign is an outcome, not an outage: the run ends, the gate task says why.
+    gate = dag_run.get_task_instance("confirmation_gate")
+    assert str(gate.state) == "failed"
+    campaign = _campaign(db, program.program_id)
+    assert campaign["status"] == "CANCELLED"
+    assert "only 10 were confirmed" in campaign["abort_reason"]
+    assert campaign["cancelled_count"] == program.eligible_apple + program.eligible_google
+    assert emulator_control.stats()["requests_total"] == 0
