@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test airflow lint bench clean
+.PHONY: install demo test airflow cluster-up cluster-down lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -28,6 +28,14 @@ test: $(STAMP)
 ## Airflow standalone on http://localhost:8080 with the same database, emulator, pool and connections.
 airflow: $(STAMP)
 	$(PY) -m passpush.cli airflow
+
+## A Celery cluster of real processes: api-server, scheduler, dag-processor, triggerer, two workers,
+## with PostgreSQL and Redis on 127.0.0.1 and the PassKit emulator. State and logs: .state/cluster.
+cluster-up: $(STAMP)
+	$(PY) -m passpush.cluster up
+
+cluster-down: $(STAMP)
+	$(PY) -m passpush.cluster down
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check include dags plugins tests bench

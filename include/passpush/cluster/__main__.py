@@ -1,0 +1,5 @@
+"""``python -m passpush.cluster``: see ``passpush.cluster.cli``."""
+
+from passpush.cluster.cli import main
+
+raise SystemExit(main())
