@@ -41,6 +41,7 @@ class AudiencePreview:
     will_buzz_iphone: int = 0
     will_update_google: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    held_out: int = 0
     duplicates_in_input: int = 0
     unknown_sample: list[str] = field(default_factory=list)
     samples: list[dict[str, str]] = field(default_factory=list)
@@ -137,6 +138,11 @@ def _fill_from_csv(conn: psycopg.Connection, location: str) -> int:
 def fill_audience(conn: psycopg.Connection, spec: CampaignSpec) -> int:
     """Fill pp_audience from the campaign's source; return duplicate ids seen in the input."""
     _create_audience_table(conn)
+    if spec.test_recipients:
+        with conn.transaction(), conn.cursor().copy("COPY pp_audience (member_id) FROM STDIN") as copy:
+            for member_id in spec.test_recipients:
+                copy.write_row((member_id,))
+        return 0
     if spec.audience == "csv":
         assert spec.csv_path is not None
         return _fill_from_csv(conn, spec.csv_path)
@@ -153,10 +159,16 @@ def fill_audience(conn: psycopg.Connection, spec: CampaignSpec) -> int:
 
 def _insert_recipients(conn: psycopg.Connection, campaign_id: str, spec: CampaignSpec) -> None:
     query = queries.composed("resolve_audience", rendered=spec.template.to_sql())
+    program = campaigns.load_program(conn, spec.program_id)
+    # A test send goes to the team's own passes, however recently they were reached, and holds no one out.
     conn.execute(query, {
         "program_id": spec.program_id,
+        "program_timezone": program.timezone,
         "campaign_id": campaign_id,
-        "cap_seconds": spec.frequency_cap_hours * 3600,
+        "cap_seconds": 0 if spec.is_test else spec.frequency_cap_hours * 3600,
+        "recurring_key": None if spec.is_test else spec.recurring_key,
+        "cooldown_seconds": spec.cooldown_days * 86400,
+        "holdout_basis_points": 0 if spec.is_test else int(round(spec.holdout_percent * 100)),
         "google_daily_limit": GOOGLE_DAILY_UPDATE_LIMIT,
         "batch_size": spec.batch_size,
         "max_batches": MAX_BATCHES,
@@ -188,6 +200,9 @@ def build_preview(conn: psycopg.Connection, campaign_id: str, duplicates: int = 
         preview.targeted += count
         if status == "SKIPPED":
             preview.skipped[reason] = preview.skipped.get(reason, 0) + count
+            continue
+        if status == "HELD_OUT":
+            preview.held_out += count
             continue
         preview.eligible += count
         if wallet == "google":

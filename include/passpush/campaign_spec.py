@@ -28,6 +28,8 @@ MAX_BATCH_SIZE = 100_000
 MAX_BATCHES = 256
 DEFAULT_FREQUENCY_CAP_HOURS = 24.0
 GOOGLE_DAILY_UPDATE_LIMIT = 3
+DEFAULT_COOLDOWN_DAYS = 30.0
+MAX_HOLDOUT_PERCENT = 50.0
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,14 @@ class CampaignSpec:
     batch_size: int = DEFAULT_BATCH_SIZE
     max_message_length: int = DEFAULT_MAX_LENGTH
     frequency_cap_hours: float = DEFAULT_FREQUENCY_CAP_HOURS
+    test_recipients: tuple[str, ...] = ()  # a test send: only these members, recorded as a test
+    holdout_percent: float = 0.0
+    recurring_key: str | None = None  # set by recurring campaigns: enables the cool-down
+    cooldown_days: float = DEFAULT_COOLDOWN_DAYS
+
+    @property
+    def is_test(self) -> bool:
+        return bool(self.test_recipients)
 
     @property
     def template(self) -> Template:
@@ -54,6 +64,8 @@ class CampaignSpec:
 
     def describe_audience(self) -> str:
         """Human description stored in push_campaigns.target_query."""
+        if self.test_recipients:
+            return f"Test send to {len(self.test_recipients)} members: {', '.join(self.test_recipients[:5])}"
         if self.audience == "all_active":
             return "All Active Members"
         if self.audience == "segment":
@@ -109,6 +121,27 @@ def _bool(conf: dict[str, Any], key: str, default: bool) -> bool:
     raise CampaignConfigError(f"{key} must be true or false, got {value!r}")
 
 
+def _test_recipients(conf: dict[str, Any]) -> tuple[str, ...]:
+    value = conf.get("test_recipients") or ()
+    if isinstance(value, str):
+        value = [v for v in value.replace("\n", ",").split(",")]
+    if not isinstance(value, list | tuple):
+        raise CampaignConfigError(f"test_recipients must be a list of member ids, got {value!r}")
+    ids = tuple(dict.fromkeys(str(v).strip() for v in value if str(v).strip()))
+    if len(ids) > 100:
+        raise CampaignConfigError(f"test_recipients has {len(ids)} members; a test send is for at most 100")
+    return ids
+
+
+def _recurring_key(conf: dict[str, Any]) -> str | None:
+    value = conf.get("recurring_key")
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not value.replace("_", "").replace("-", "").isalnum():
+        raise CampaignConfigError(f"recurring_key must be a plain name, got {value!r}")
+    return value
+
+
 def _program_id(conf: dict[str, Any]) -> str:
     value = conf.get("program_id")
     try:
@@ -159,6 +192,8 @@ def parse_conf(conf: dict[str, Any]) -> CampaignSpec:
     check_length(template, max_length)
     rate = _float(conf, "rate_limit_per_second", minimum=0.1, maximum=MAX_RATE_LIMIT)
     cap = _float(conf, "frequency_cap_hours", minimum=0, maximum=24 * 365)
+    holdout = _float(conf, "holdout_percent", minimum=0, maximum=MAX_HOLDOUT_PERCENT)
+    cooldown = _float(conf, "cooldown_days", minimum=0, maximum=365)
     return CampaignSpec(
         program_id=_program_id(conf),
         name=name,
@@ -170,5 +205,9 @@ def parse_conf(conf: dict[str, Any]) -> CampaignSpec:
         batch_size=_int(conf, "batch_size", minimum=1, maximum=MAX_BATCH_SIZE) or DEFAULT_BATCH_SIZE,
         max_message_length=max_length,
         frequency_cap_hours=DEFAULT_FREQUENCY_CAP_HOURS if cap is None else cap,
+        test_recipients=_test_recipients(conf),
+        holdout_percent=holdout or 0.0,
+        recurring_key=_recurring_key(conf),
+        cooldown_days=DEFAULT_COOLDOWN_DAYS if cooldown is None else cooldown,
         **_audience(conf),
     )

@@ -48,13 +48,15 @@ def create_campaign(conn: psycopg.Connection, spec: CampaignSpec, *, dag_id: str
     row = conn.execute(
         """
         INSERT INTO push_campaigns (program_id, name, message_text, target_query, csv_upload_url, status,
-                                    audience, options, dry_run, dag_id, dag_run_id)
-        VALUES (%s, %s, %s, %s, %s, 'PENDING', %s, %s, %s, %s, %s)
+                                    audience, options, dry_run, dag_id, dag_run_id, recurring_key, is_test,
+                                    holdout_percent)
+        VALUES (%s, %s, %s, %s, %s, 'PENDING', %s, %s, %s, %s, %s, %s, %s, %s)
         ON CONFLICT (dag_id, dag_run_id) DO UPDATE SET updated_at = now()
         RETURNING id::text
         """,
         (spec.program_id, spec.name, spec.message, spec.describe_audience(), spec.csv_path,
-         Jsonb(audience), Jsonb(options), spec.dry_run, dag_id, dag_run_id),
+         Jsonb(audience), Jsonb(options), spec.dry_run, dag_id, dag_run_id, spec.recurring_key, spec.is_test,
+         spec.holdout_percent),
     ).fetchone()
     assert row is not None
     return row[0]
@@ -80,7 +82,7 @@ def spec_of(campaign: dict[str, Any]) -> CampaignSpec:
         segment_params=audience.get("segment_params") or {},
         sql=audience.get("sql"),
         csv_path=audience.get("csv_path"),
-        **options,
+        **{**options, "test_recipients": tuple(options.get("test_recipients") or ())},
     )
 
 

@@ -1,6 +1,7 @@
 -- Resolve a campaign's audience into push_campaign_recipients in one statement.
 -- Input: the session's temp table pp_audience(member_id) filled from a segment, custom SQL or CSV.
--- Every requested member gets exactly one row: PENDING (to send, with a batch number) or
+-- Every requested member gets exactly one row: PENDING (to send, with a batch number),
+-- HELD_OUT (the campaign's random, reproducible holdout share of the eligible members) or
 -- SKIPPED with the first reason that applies. {rendered} is the compiled message template.
 WITH requested AS (
     SELECT member_id FROM pp_audience GROUP BY member_id
@@ -12,6 +13,8 @@ joined AS (
            p.wallet,
            p.status              AS pass_status,
            p.opted_out,
+           p.points_balance,
+           coalesce(nullif(u.timezone, ''), %(program_timezone)s) AS timezone,
            CASE WHEN p.id IS NOT NULL THEN {rendered} END AS rendered,
            row_number() OVER (PARTITION BY p.passkit_internal_id
                               ORDER BY p.last_updated DESC, r.member_id) AS passkit_rank
@@ -32,6 +35,13 @@ classified AS (
                 WHERE s.pass_id = j.pass_id AND s.status = 'SENT' AND s.campaign_id <> %(campaign_id)s
                   AND s.sent_at > now() - make_interval(secs => %(cap_seconds)s)
             ) THEN 'frequency_cap'
+            WHEN %(recurring_key)s::text IS NOT NULL AND %(cooldown_seconds)s > 0 AND EXISTS (
+                SELECT 1 FROM push_campaign_recipients s
+                JOIN push_campaigns c ON c.id = s.campaign_id
+                WHERE s.pass_id = j.pass_id AND s.status IN ('SENT', 'HELD_OUT')
+                  AND c.recurring_key = %(recurring_key)s AND s.campaign_id <> %(campaign_id)s
+                  AND s.updated_at > now() - make_interval(secs => %(cooldown_seconds)s)
+            ) THEN 'cooldown'
             WHEN j.wallet = 'google' AND (
                 SELECT count(*) FROM push_campaign_recipients s
                 WHERE s.pass_id = j.pass_id AND s.status = 'SENT' AND s.sent_at > now() - interval '24 hours'
@@ -41,6 +51,9 @@ classified AS (
                 WHERE s.pass_id = j.pass_id AND s.status = 'SENT'
                 ORDER BY s.sent_at DESC LIMIT 1
             ) = j.rendered THEN 'already_showing'
+            -- the holdout: a stable hash of (campaign, member), so re-resolving keeps the same group
+            WHEN ('x' || substr(md5(%(campaign_id)s::text || ':' || j.member_id), 1, 8))::bit(32)::bigint
+                 %% 10000 < %(holdout_basis_points)s THEN 'holdout'
         END AS reason
     FROM joined j
 ),
@@ -51,12 +64,15 @@ numbered AS (
     FROM classified c
 )
 INSERT INTO push_campaign_recipients
-    (campaign_id, member_id, pass_id, passkit_id, wallet, batch_no, rendered_message, status, reason)
+    (campaign_id, member_id, pass_id, passkit_id, wallet, batch_no, rendered_message, status, reason,
+     timezone, points_at_resolve)
 SELECT %(campaign_id)s, member_id, pass_id, passkit_id, wallet,
        CASE WHEN reason IS NULL
             THEN ((seq - 1) / GREATEST(%(batch_size)s, ceil(eligible::numeric / %(max_batches)s)::bigint))::int
        END,
        rendered,
-       CASE WHEN reason IS NULL THEN 'PENDING' ELSE 'SKIPPED' END,
-       reason
+       CASE WHEN reason IS NULL THEN 'PENDING' WHEN reason = 'holdout' THEN 'HELD_OUT' ELSE 'SKIPPED' END,
+       reason,
+       timezone,
+       points_balance
 FROM numbered

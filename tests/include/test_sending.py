@@ -9,7 +9,7 @@ import uuid
 import psycopg
 import pytest
 
-from passpush import reconciliation, sending, tasks
+from passpush import campaigns, reconciliation, sending, tasks
 from passpush.emulator.control import EmulatorControl, EmulatorProcess
 from passpush.errors import CampaignAbortedError
 from passpush.passkit import PassKitClient, PassKitSettings
@@ -29,7 +29,9 @@ def _campaign(url: str, program: SeededProgram, **conf: object) -> str:
     conf = {"program_id": program.program_id, "name": "sending test", "message": MESSAGE, "dry_run": False,
             **conf}
     campaign_id = tasks.create_campaign(conf, dag_id="test_sending", run_id=str(uuid.uuid4()), conninfo=url)
-    tasks.resolve_audience(campaign_id, conninfo=url)
+    preview = tasks.resolve_audience(campaign_id, conninfo=url)
+    with psycopg.connect(url) as conn:  # what plan_batches records once the count is confirmed
+        campaigns.confirm(conn, campaign_id, preview["eligible"], "confirm_recipients")
     return campaign_id
 
 
