@@ -177,3 +177,33 @@ def seed_program(conninfo: str, spec: SeedSpec, emulator_control: object | None 
     summary = summarize(program, frame)
     log.info("seeded program %s with %d members (%d active)", summary.program_id, summary.members, summary.active)
     return summary
+
+
+def simulate_response(conninfo: str, campaign_id: str, *, base_return_rate: float, return_lift: float,
+                      base_points: float = 20.0, points_lift: float = 0.0, window_days: int = 7,
+                      seed: int = 7) -> None:
+    """Pretend members reacted to a campaign: held-out members come back with ``base_return_rate``,
+    treated ones with ``base_return_rate + return_lift``; those who come back earn points.
+
+    Lets a test check that the lift report recovers an effect that is known in advance.
+    """
+    with psycopg.connect(conninfo) as conn:
+        conn.execute("SELECT setseed(%s)", (((seed % 1000) / 1000.0),))
+        conn.execute(
+            """
+            WITH ref AS (SELECT coalesce(confirmed_at, started_at, created_at) AS t FROM push_campaigns WHERE id = %(c)s),
+            reacted AS (
+                SELECT r.pass_id, r.status FROM push_campaign_recipients r
+                WHERE r.campaign_id = %(c)s AND r.status IN ('SENT', 'HELD_OUT')
+                  AND random() < %(base)s + CASE WHEN r.status = 'SENT' THEN %(lift)s ELSE 0 END
+            )
+            UPDATE passes_master p
+            SET last_updated = (SELECT t FROM ref) + random() * make_interval(days => %(window)s),
+                points_balance = p.points_balance + round(
+                    (%(points)s + CASE WHEN reacted.status = 'SENT' THEN %(points_lift)s ELSE 0 END)
+                    * (0.5 + random()))
+            FROM reacted WHERE p.id = reacted.pass_id
+            """,
+            {"c": campaign_id, "base": base_return_rate, "lift": return_lift, "window": window_days,
+             "points": base_points, "points_lift": points_lift},
+        )
