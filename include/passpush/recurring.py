@@ -84,15 +84,17 @@ def _value_nodes(mapping: yaml.MappingNode) -> dict[str, yaml.Node]:
     return {key.value: value for key, value in mapping.value}
 
 
-def _check_schedule(path: Path, node: yaml.Node | None, cron: Any, tz: Any) -> None:
+def _check_schedule(path: Path, nodes: dict[str, yaml.Node], entry_node: yaml.Node, cron: Any, tz: Any) -> None:
     from croniter import croniter
 
     if not isinstance(cron, str) or not croniter.is_valid(cron):
-        raise _fail(path, node, f"schedule {cron!r} is not a cron expression (e.g. \"0 10 * * 5\")")
+        raise _fail(path, nodes.get("schedule", entry_node),
+                    f"schedule {cron!r} is not a cron expression (e.g. \"0 10 * * 5\")")
     try:
         ZoneInfo(str(tz))
     except (ZoneInfoNotFoundError, ValueError) as err:
-        raise _fail(path, node, f"timezone {tz!r} is not an IANA time zone (e.g. America/Los_Angeles)") from err
+        raise _fail(path, nodes.get("timezone", entry_node),
+                    f"timezone {tz!r} is not an IANA time zone (e.g. America/Los_Angeles)") from err
 
 
 def _parse_entry(path: Path, node: yaml.Node, entry: Any) -> RecurringCampaign:
@@ -106,7 +108,7 @@ def _parse_entry(path: Path, node: yaml.Node, entry: Any) -> RecurringCampaign:
     name = entry.get("name")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise _fail(path, nodes.get("name", node), f"name {name!r} must be lower-case letters, digits, underscores")
-    _check_schedule(path, nodes.get("schedule", node), entry.get("schedule"), entry.get("timezone", "UTC"))
+    _check_schedule(path, nodes, node, entry.get("schedule"), entry.get("timezone", "UTC"))
     audience = entry.get("audience") or {}
     segment = audience.get("segment") if isinstance(audience, dict) else None
     if not isinstance(audience, dict) or (segment is None and not audience.get("all_active")) or \
