@@ -96,7 +96,7 @@ def cluster() -> Iterator[Cluster]:
 
 
 @pytest.fixture
-def emulator(cluster: Cluster) -> Any:
+def cluster_emulator(cluster: Cluster) -> Any:
     """The cluster's emulator, emptied (members, notifications, stats) before each test."""
     control = cluster.emulator_control()
     control.reset(config=True)

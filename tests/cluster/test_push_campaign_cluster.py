@@ -84,15 +84,15 @@ def _assert_delivered_once(cluster: Cluster, emulator: Any, program: SeededProgr
     assert buzzes["members"] == buzzes["total"] == recipients["apple_sent"] == program.eligible_apple, buzzes
 
 
-def test_campaign_runs_on_both_workers_under_the_global_rate_limit(cluster: Cluster, emulator: Any) -> None:
-    program = _seed(cluster, emulator, seed=5101)
+def test_campaign_runs_on_both_workers_under_the_global_rate_limit(cluster: Cluster, cluster_emulator: Any) -> None:
+    program = _seed(cluster, cluster_emulator, seed=5101)
     run_id = _trigger(cluster, program, "cluster: two workers")
     api = cluster.api()
 
     run = api.wait_for_run(DAG_ID, run_id, timeout=RUN_TIMEOUT)
 
     assert run["state"] == "success", run
-    _assert_delivered_once(cluster, emulator, program, run_id)
+    _assert_delivered_once(cluster, cluster_emulator, program, run_id)
     sends = api.task_instances(DAG_ID, run_id, "send_batch")
     assert len(sends) >= 4 and {ti["state"] for ti in sends} == {"success"}, sends
     hosts = {ti["hostname"] for ti in sends}
@@ -101,7 +101,7 @@ def test_campaign_runs_on_both_workers_under_the_global_rate_limit(cluster: Clus
         "no two send_batch tasks on different workers ran at the same time"
     # The limit is global: 4 senders in parallel, yet PassKit never saw more than its limit per
     # second, never answered 429, and the send phase kept to the configured rate on average.
-    stats = emulator.stats()
+    stats = cluster_emulator.stats()
     assert stats["rate_limited"] == 0, stats
     assert stats["peak_rps"] <= EMULATOR_SETTINGS["rate_limit_per_second"], stats
     recipients = _recipients(cluster, str(_campaign(cluster, run_id)["id"]))
@@ -128,8 +128,8 @@ def _sent_so_far(cluster: Cluster, run_id: str) -> int:
     return int(row[0]) if row else 0
 
 
-def test_killed_worker_mid_campaign_converges_without_loss_or_double(cluster: Cluster, emulator: Any) -> None:
-    program = _seed(cluster, emulator, seed=5202)
+def test_killed_worker_mid_campaign_converges_without_loss_or_double(cluster: Cluster, cluster_emulator: Any) -> None:
+    program = _seed(cluster, cluster_emulator, seed=5202)
     victim, survivor = (w.name for w in cluster.config.workers)
     run_id = _trigger(cluster, program, "cluster: a worker dies")
     api = cluster.api()
@@ -145,7 +145,7 @@ def test_killed_worker_mid_campaign_converges_without_loss_or_double(cluster: Cl
         cluster.start_workers([victim])
 
     assert run["state"] == "success", run
-    _assert_delivered_once(cluster, emulator, program, run_id)
+    _assert_delivered_once(cluster, cluster_emulator, program, run_id)
     sends = {ti["map_index"]: ti for ti in api.task_instances(DAG_ID, run_id, "send_batch")}
     for ti in killed:
         retried = sends[ti["map_index"]]
