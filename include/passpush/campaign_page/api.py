@@ -20,6 +20,7 @@ from passpush.campaign_page.forms import CampaignForm, LaunchForm
 from passpush.campaign_page.preview import preview_audience
 from passpush.campaign_page.settings import DAG_ID, max_upload_bytes
 from passpush.campaign_spec import SEGMENTS
+from passpush.campaigns import load_program
 from passpush.db import resolve_conninfo
 from passpush.db.connection import connect
 from passpush.rendering import DEFAULT_MAX_LENGTH
@@ -78,8 +79,11 @@ async def upload(request: Request) -> dict[str, Any]:
 
 
 @router.post("/launch", status_code=201, dependencies=[CAN_TRIGGER, SAME_ORIGIN])
-def launch_campaign(form: LaunchForm, user: CurrentUser) -> dict[str, Any]:
-    return launch.launch(form.launch_conf(), user)
+def launch_campaign(form: LaunchForm, user: CurrentUser, db: LoyaltyDb) -> dict[str, Any]:
+    conf = form.launch_conf()
+    with connect(db, autocommit=True) as conn:
+        load_program(conn, conf["program_id"])  # a run for an unknown program would only fail later
+    return launch.launch(conf, user)
 
 
 @router.get("/campaigns")

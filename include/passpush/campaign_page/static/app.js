@@ -633,6 +633,7 @@ function renderDetailPreview(preview) {
       el("li", {}, el("span", { class: "who", text: `${s.member_id} · ${walletName(s.wallet)}` }), s.message))));
 }
 
+// One column per lift row (one per window), one line per figure: it fits a card at laptop width.
 function renderLift(lift) {
   const box = $("detail-lift");
   if (!lift.available) {
@@ -643,11 +644,21 @@ function renderLift(lift) {
     box.replaceChildren(el("p", { class: "muted", text: "No lift figures for this campaign yet." }));
     return;
   }
-  const columns = lift.columns.filter((c) => c !== "campaign_id");
-  box.replaceChildren(el("div", { class: "table-card" }, el("table", { class: "data" },
-    el("thead", {}, el("tr", {}, columns.map((c) => el("th", { text: c.replaceAll("_", " ") })))),
-    el("tbody", {}, lift.rows.map((row) => el("tr", {}, columns.map((c) =>
-      el("td", { text: row[c] === null ? "" : typeof row[c] === "number" ? num(row[c]) : String(row[c]) }))))))));
+  const figures = lift.columns.filter((c) => c !== "campaign_id" && c !== "window_days");
+  const heading = (row, i) => (row.window_days !== undefined ? `${row.window_days}-day window` : `Report ${i + 1}`);
+  box.replaceChildren(el("div", { class: "table-card" }, el("table", { class: "data lift" },
+    el("thead", {}, el("tr", {}, el("th", { text: "" }), lift.rows.map((row, i) => el("th", { class: "num", text: heading(row, i) })))),
+    el("tbody", {}, figures.map((name) => el("tr", {},
+      el("td", { text: name.replaceAll("_", " ") }),
+      lift.rows.map((row) => el("td", { class: "num", text: liftValue(row[name]) }))))))));
+}
+
+function liftValue(value) {
+  if (value === null || value === undefined) return "–";
+  if (typeof value === "number") {
+    return Number.isInteger(value) ? num(value) : value.toLocaleString(undefined, { maximumSignificantDigits: 4 });
+  }
+  return /^\d{4}-\d{2}-\d{2}T/.test(value) ? when(value) : String(value);
 }
 
 function detailActive() {
