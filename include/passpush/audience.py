@@ -168,7 +168,7 @@ def _insert_recipients(conn: psycopg.Connection, campaign_id: str, spec: Campaig
         "cap_seconds": 0 if spec.is_test else spec.frequency_cap_hours * 3600,
         "recurring_key": None if spec.is_test else spec.recurring_key,
         "cooldown_seconds": spec.cooldown_days * 86400,
-        "holdout_basis_points": 0 if spec.is_test else int(round(spec.holdout_percent * 100)),
+        "holdout_basis_points": 0 if spec.is_test else round(spec.holdout_percent * 100),
         "google_daily_limit": GOOGLE_DAILY_UPDATE_LIMIT,
         "batch_size": spec.batch_size,
         "max_batches": MAX_BATCHES,

@@ -4,6 +4,7 @@
     passpush airflow              Airflow standalone with the local stack (make airflow)
     passpush migrate [--url U]    apply sql/migrations to a database
     passpush seed --members N     seed a synthetic program (and the emulator when --emulator-url)
+    passpush lift CAMPAIGN_ID     compute, store and print a campaign's lift report
 """
 
 from __future__ import annotations
@@ -78,6 +79,16 @@ def _airflow(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lift(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from passpush.lift import compute_lift
+
+    with psycopg.connect(args.url or localdev.local_database()) as conn:
+        print(compute_lift(conn, args.campaign_id, window_days=args.window_days).format())
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from passpush import demo
 
@@ -104,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--emulator-url")
     p.set_defaults(func=_seed)
+    p = sub.add_parser("lift", help="lift report of a campaign with a holdout group")
+    p.add_argument("campaign_id")
+    p.add_argument("--window-days", type=int, default=7)
+    p.add_argument("--url")
+    p.set_defaults(func=_lift)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

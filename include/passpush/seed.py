@@ -191,7 +191,9 @@ def simulate_response(conninfo: str, campaign_id: str, *, base_return_rate: floa
         conn.execute("SELECT setseed(%s)", (((seed % 1000) / 1000.0),))
         conn.execute(
             """
-            WITH ref AS (SELECT coalesce(confirmed_at, started_at, created_at) AS t FROM push_campaigns WHERE id = %(c)s),
+            WITH ref AS (
+                SELECT coalesce(confirmed_at, started_at, created_at) AS t FROM push_campaigns WHERE id = %(c)s
+            ),
             reacted AS (
                 SELECT r.pass_id, r.status FROM push_campaign_recipients r
                 WHERE r.campaign_id = %(c)s AND r.status IN ('SENT', 'HELD_OUT')

@@ -188,3 +188,16 @@ def reconcile(campaign_id: str, *, conninfo: str | None = None,
             log.error("%s", err)
     with psycopg.connect(url) as conn:
         return reconciliation.finalize(conn, campaign_id).as_dict()
+
+
+def report_lift(*, conninfo: str | None = None) -> list[dict[str, Any]]:
+    """Lift reports of the campaigns whose window has ended; a short summary per campaign for XCom."""
+    from passpush import lift
+
+    with psycopg.connect(resolve_conninfo(conninfo)) as conn:
+        due = lift.campaigns_due(conn)
+        reports = [lift.compute_lift(conn, campaign_id) for campaign_id in due]
+    for report in reports:
+        log.info("%s", report.format())
+    return [{"campaign_id": r.campaign_id, "return_lift": r.return_lift, "treated": r.treated,
+             "held_out": r.held_out} for r in reports]

@@ -76,4 +76,4 @@ def test_parsing_makes_no_connection_lookup_nor_database_query(tmp_path: Path) -
     """)
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().splitlines()[-1] == "ok 2"  # push_campaign + recurring_slumber_winback
+    assert result.stdout.strip().splitlines()[-1] == "ok 3"  # push_campaign, lift report, slumber win-back
