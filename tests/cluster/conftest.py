@@ -10,12 +10,15 @@ logs stay in ``test-output/cluster-*/logs``, and a failing test's report shows t
 the last lines of each log.
 
 Without PostgreSQL or Redis the tests are skipped, except under CI (``CI=true``), where they fail.
+A cluster abandoned by a test session that was killed (its state folder untouched for half an hour)
+is stopped and its databases dropped when the next session starts.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -33,6 +36,8 @@ from passpush.paths import PROJECT_ROOT
 RATE_LIMIT = 100.0  # what passpush is told: requests per second over all workers
 EMULATOR_SETTINGS = {"rate_limit_per_second": 120, "rate_limit_burst": 40,  # PassKit's limit: a bit above
                      "latency_ms_min": 20, "latency_ms_max": 60, "seed": 8}
+ABANDONED_AFTER_SECONDS = 1800  # far longer than a session of these tests lasts
+OUTPUT_DIR = PROJECT_ROOT / "test-output"
 _active: list[Cluster] = []
 
 
@@ -50,7 +55,7 @@ def _test_config() -> ClusterConfig:
     tag = uuid.uuid4().hex[:8]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     return ClusterConfig(
-        state_dir=PROJECT_ROOT / "test-output" / f"cluster-{stamp}-{tag}",
+        state_dir=OUTPUT_DIR / f"cluster-{stamp}-{tag}",
         postgres_url=os.environ.get("PASSPUSH_TEST_DATABASE_URL") or DEFAULT_POSTGRES_URL,
         metadata_db=f"passpush_cluster_airflow_{tag}",
         loyalty_db=f"passpush_cluster_loyalty_{tag}",
@@ -77,10 +82,22 @@ def _require_services(config: ClusterConfig) -> None:
         pytest.skip(f"the cluster tests need PostgreSQL and Redis: {err}")
 
 
+def _stop_abandoned_clusters() -> None:
+    """Stop clusters of killed sessions; a colleague's running session is younger than the limit."""
+    for config_file in OUTPUT_DIR.glob("cluster-*/cluster.json"):
+        pids = config_file.parent / "pids"
+        if pids.exists() and any(pids.iterdir()) and \
+                time.time() - config_file.stat().st_mtime > ABANDONED_AFTER_SECONDS:
+            abandoned = Cluster.from_state(config_file.parent)
+            abandoned.down()
+            abandoned.drop_databases()
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     config = _test_config()
     _require_services(config)
+    _stop_abandoned_clusters()
     cluster = Cluster(config)
     _active.append(cluster)
     try:

@@ -137,3 +137,20 @@ def test_a_reused_pid_is_not_taken_for_the_service(tmp_path: Path) -> None:
 
 def test_down_without_a_cluster_does_nothing(tmp_path: Path) -> None:
     assert Cluster(ClusterConfig(state_dir=tmp_path)).down() == []
+
+
+def test_services_do_not_inherit_the_callers_airflow_settings(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")
+    monkeypatch.setenv("AIRFLOW_CONN_LOYALTY_DB", "postgres://elsewhere")
+    monkeypatch.setenv("PASSPUSH_DATABASE_URL", "postgresql://elsewhere")
+    manager = ProcessManager(tmp_path)
+    script = "import json, os; print(json.dumps({k: v for k, v in os.environ.items() if 'AIRFLOW' in k "\
+             "or 'PASSPUSH' in k}), flush=True)"
+    manager.start(ServiceSpec("env", [sys.executable, "-c", script], {"AIRFLOW__CORE__EXECUTOR": "CeleryExecutor"}))
+    deadline = time.monotonic() + 10
+    while "{" not in manager.log_path("env").read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    seen = manager.log_path("env").read_text().splitlines()[-1]
+    assert seen == '{"AIRFLOW__CORE__EXECUTOR": "CeleryExecutor"}'
+    manager.stop(["env"])

@@ -74,7 +74,8 @@ def _provision(args: argparse.Namespace) -> int:
     passkit = localdev.passkit_connection_json(
         args.passkit_url, os.environ["PASSKIT_API_KEY"], os.environ["PASSKIT_API_SECRET"],
         rate_limit_per_second=args.rate_limit)
-    provision({}, args.loyalty_url, passkit, args.pool_slots, migrate_airflow=not args.skip_airflow_migrate)
+    provision(os.environ, args.loyalty_url, passkit, args.pool_slots,
+              migrate_airflow=not args.skip_airflow_migrate)
     print("provisioned: loyalty database, Airflow metadata, pool passkit_api, connections")
     return 0
 

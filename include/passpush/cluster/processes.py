@@ -1,6 +1,8 @@
 """Background processes with a pid file and a log each, stopped with their whole process tree.
 
-Every service runs in a session of its own (so a Ctrl-C in the terminal that ran ``up`` does not
+A service's environment is this process's, less any Airflow or passpush setting (``AIRFLOW_*``,
+``PASSPUSH_*``), plus its own: a shell or test session configured for another Airflow cannot leak
+into the cluster. Every service runs in a session of its own (so a Ctrl-C in the terminal that ran ``up`` does not
 reach it) and is recorded in ``pids/<name>.json`` with its start time, so a pid reused by another
 program after a reboot is never signalled. Stopping collects the process tree first: Airflow's task
 processes put themselves in process groups of their own, so signalling the worker's group alone
@@ -24,6 +26,14 @@ from pathlib import Path
 import psutil
 
 log = logging.getLogger(__name__)
+
+FOREIGN_SETTINGS = ("AIRFLOW_", "AIRFLOW__", "PASSPUSH_", "PASSKIT_EMULATOR_")
+
+
+def isolated_environ(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` on top of this process's environment without its Airflow / passpush settings."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(FOREIGN_SETTINGS)}
+    return {**base, **env}
 
 
 @dataclass(frozen=True)
@@ -79,7 +89,7 @@ class ProcessManager:
             handle.write(f"\n=== {datetime.now(UTC).isoformat()} starting {spec.name}\n".encode())
             handle.flush()
             proc = subprocess.Popen(list(spec.argv), stdout=handle, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env={**os.environ, **spec.env},
+                                    stdin=subprocess.DEVNULL, env=isolated_environ(spec.env),
                                     cwd=self.cwd, start_new_session=True)
         record = {"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time(),
                   "argv": list(spec.argv)}

@@ -5,8 +5,9 @@
 3. the ``passkit_api`` pool has its slots;
 4. the connections ``loyalty_db`` and ``passkit_default`` are in the metadata database (overwritten).
 
-Steps 2-4 use the ``airflow`` CLI of this environment, with whatever Airflow configuration the caller's
-environment carries (``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``, ``AIRFLOW__CORE__FERNET_KEY``, ...).
+Steps 2-4 use the ``airflow`` CLI of this environment with the complete environment ``env`` the caller
+gives (``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``, ``AIRFLOW__CORE__FERNET_KEY``, ...): in a container that
+is ``os.environ``; the local cluster passes its own, isolated from the caller's shell.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ def airflow_executable() -> str:
 
 
 def airflow_cli(args: list[str], env: Mapping[str, str], timeout: float = 300) -> str:
-    """Run this environment's ``airflow`` CLI; ClusterError with its output when it fails."""
-    proc = subprocess.run([airflow_executable(), *args], env={**os.environ, **env}, capture_output=True,
+    """Run this environment's ``airflow`` CLI with exactly ``env``; ClusterError with its output on failure."""
+    proc = subprocess.run([airflow_executable(), *args], env=dict(env), capture_output=True,
                           text=True, timeout=timeout, check=False)
     if proc.returncode != 0:
         output = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])

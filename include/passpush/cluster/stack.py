@@ -36,7 +36,7 @@ from passpush.cluster.config import (
     write_password_file,
 )
 from passpush.cluster.errors import ClusterError
-from passpush.cluster.processes import ProcessManager, ServiceSpec, tail, wait_until
+from passpush.cluster.processes import ProcessManager, ServiceSpec, isolated_environ, tail, wait_until
 from passpush.cluster.provision import airflow_cli, airflow_executable, provision
 from passpush.emulator.control import DEFAULT_API_KEY, DEFAULT_API_SECRET, EmulatorControl, EmulatorError
 from passpush.paths import PROJECT_ROOT
@@ -152,7 +152,7 @@ class Cluster:
         from passpush.db.embedded import ensure_database
 
         ensure_database(self.config.conninfo("postgres"), self.config.metadata_db)
-        provision(self.env, self.config.loyalty_conninfo, self.passkit_connection_json(),
+        provision(isolated_environ(self.env), self.config.loyalty_conninfo, self.passkit_connection_json(),
                   self.config.pool_slots)
 
     def _start_emulator(self) -> bool:
@@ -264,7 +264,7 @@ class Cluster:
 
     def airflow(self, *args: str) -> str:
         """Run an ``airflow`` CLI command against this cluster."""
-        return airflow_cli(list(args), self.env)
+        return airflow_cli(list(args), isolated_environ(self.env))
 
 
 def _log_mark(path: Path, pattern: str) -> Callable[[], bool]:
