@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except ClusterError as err:
         print(f"error: {err}", file=sys.stderr)
+        if args.command == "up" and any(s.running for s in _cluster(args).status()):
+            print("what did start is still running: `make cluster-down` stops it", file=sys.stderr)
         return 2
 
 

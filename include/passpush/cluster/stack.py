@@ -136,9 +136,9 @@ class Cluster:
         for name in ("scheduler", "dag-processor", "triggerer"):
             self.processes.start(specs[name])
         self.start_workers([w.name for w in config.workers], deadline - time.monotonic(), specs)
-        self._wait(lambda: self.api().healthy(), deadline, "scheduler, dag-processor and triggerer",
-                   CORE_SERVICES)
-        self._wait(self._dag_registered, deadline, f"DAG {DAG_ID} in the API", ("dag-processor",))
+        api = self.api()
+        self._wait(api.healthy, deadline, "scheduler, dag-processor and triggerer", CORE_SERVICES)
+        self._wait(lambda: _dag_registered(api), deadline, f"DAG {DAG_ID} in the API", ("dag-processor",))
 
     def _check_ports(self) -> None:
         ports = {}
@@ -224,15 +224,6 @@ class Cluster:
             return False
         return True
 
-    def _dag_registered(self) -> bool:
-        try:
-            self.api().dag(DAG_ID)
-        except AirflowApiError as err:
-            if err.status == 404:
-                return False
-            raise
-        return True
-
     # ---- down, status -----------------------------------------------------------------------------
 
     def down(self) -> list[str]:
@@ -265,6 +256,16 @@ class Cluster:
     def airflow(self, *args: str) -> str:
         """Run an ``airflow`` CLI command against this cluster."""
         return airflow_cli(list(args), isolated_environ(self.env))
+
+
+def _dag_registered(api: AirflowApi) -> bool:
+    try:
+        api.dag(DAG_ID)
+    except AirflowApiError as err:
+        if err.status == 404:
+            return False
+        raise
+    return True
 
 
 def _log_mark(path: Path, pattern: str) -> Callable[[], bool]:
