@@ -4,7 +4,8 @@ Only Airflow wiring lives here: each task calls one function of ``passpush.tasks
 the task, so parsing a DAG file imports nothing heavy and touches no connection or database.
 
     create_campaign -> resolve_audience -> confirmation_gate -> (confirmed_count | approve_send)
-        -> plan_batches -> send_batch (mapped, pool passkit_api) -> reconcile (always runs)
+        -> plan_batches -> send_batch (mapped, pool passkit_api; defers through quiet hours)
+        -> reconcile (always runs)
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, Param, get_current_context, task
+
+from passpush.operators import SendBatchOperator
 
 POOL = "passkit_api"
 AUDIENCE_LABELS = {
@@ -47,6 +50,10 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 1000,
     "recurring_key": None,
     "cooldown_days": 30,
+    "quiet_hours": False,
+    "quiet_hours_start": "21:00",
+    "quiet_hours_end": "09:00",
+    "quiet_hours_policy": "wait",
 }
 
 
@@ -99,6 +106,16 @@ def form_params(**overrides: Any) -> dict[str, Param]:
                                            "within the cool-down are skipped.", section="Delivery"),
         "cooldown_days": Param(v["cooldown_days"], type="number", minimum=0, maximum=365, title="Cool-down (days)",
                                section="Delivery"),
+        "quiet_hours": Param(v["quiet_hours"], type="boolean", title="Quiet hours", section="Delivery",
+                             description="Nobody is buzzed at night in their own time zone."),
+        "quiet_hours_start": Param(v["quiet_hours_start"], type="string", pattern=r"^\d{2}:\d{2}(:\d{2})?$",
+                                   title="Quiet from (local time)", section="Delivery"),
+        "quiet_hours_end": Param(v["quiet_hours_end"], type="string", pattern=r"^\d{2}:\d{2}(:\d{2})?$",
+                                 title="Quiet until (local time)", section="Delivery"),
+        "quiet_hours_policy": Param(v["quiet_hours_policy"], type="string", enum=["wait", "skip"],
+                                    values_display={"wait": "Wait and send when their morning comes",
+                                                    "skip": "Skip them (reason quiet_hours)"},
+                                    title="Members in quiet hours", section="Delivery"),
     }
 
 
@@ -195,18 +212,6 @@ def _campaign_graph() -> None:
         except (PassPushError, PassKitAuthError) as err:
             raise AirflowFailException(str(err)) from err
 
-    @task(pool=POOL, retries=3, retry_delay=timedelta(seconds=5), map_index_template="batch {{ batch_no }}")
-    def send_batch(campaign_id: str, batch_no: int) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from passpush import tasks
-        from passpush.errors import CampaignAbortedError
-
-        try:
-            return tasks.send_batch(campaign_id, batch_no)
-        except CampaignAbortedError as err:
-            raise AirflowFailException(str(err)) from err
-
     @task(trigger_rule="all_done")
     def reconcile(campaign_id: str) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
@@ -223,5 +228,8 @@ def _campaign_graph() -> None:
     gate = confirmation_gate(campaign_id, preview)
     batches = plan_batches(campaign_id, preview)
     gate >> [approve_send, confirmed_count] >> batches
-    sent = send_batch.partial(campaign_id=campaign_id).expand(batch_no=batches)
+    sent = SendBatchOperator.partial(
+        task_id="send_batch", campaign_id=campaign_id, pool=POOL, retries=3, retry_delay=timedelta(seconds=5),
+        map_index_template="batch {{ task.batch_no }}",
+    ).expand(batch_no=batches)
     sent >> reconcile(campaign_id)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from passpush.errors import CampaignConfigError
+from passpush.quiet_hours import DEFAULT_END, DEFAULT_START, POLICIES, QuietHours, parse_clock
 from passpush.rendering import DEFAULT_MAX_LENGTH, Template, check_length, parse_template
 from passpush.segments import get_segment
 
@@ -30,6 +31,7 @@ DEFAULT_FREQUENCY_CAP_HOURS = 24.0
 GOOGLE_DAILY_UPDATE_LIMIT = 3
 DEFAULT_COOLDOWN_DAYS = 30.0
 MAX_HOLDOUT_PERCENT = 50.0
+QUIET_HOURS_BY_DEFAULT = False
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,17 @@ class CampaignSpec:
     holdout_percent: float = 0.0
     recurring_key: str | None = None  # set by recurring campaigns: enables the cool-down
     cooldown_days: float = DEFAULT_COOLDOWN_DAYS
+    quiet_hours: bool = QUIET_HOURS_BY_DEFAULT
+    quiet_hours_start: str = DEFAULT_START
+    quiet_hours_end: str = DEFAULT_END
+    quiet_hours_policy: str = "wait"
+
+    @property
+    def quiet_window(self) -> QuietHours | None:
+        if not self.quiet_hours:
+            return None
+        return QuietHours(parse_clock(self.quiet_hours_start, "quiet_hours_start"),
+                          parse_clock(self.quiet_hours_end, "quiet_hours_end"), self.quiet_hours_policy)
 
     @property
     def is_test(self) -> bool:
@@ -142,6 +155,18 @@ def _recurring_key(conf: dict[str, Any]) -> str | None:
     return value
 
 
+def _quiet_hours(conf: dict[str, Any]) -> dict[str, Any]:
+    policy = conf.get("quiet_hours_policy") or "wait"
+    if policy not in POLICIES:
+        raise CampaignConfigError(f"quiet_hours_policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+    start = conf.get("quiet_hours_start") or DEFAULT_START
+    end = conf.get("quiet_hours_end") or DEFAULT_END
+    parse_clock(start, "quiet_hours_start")
+    parse_clock(end, "quiet_hours_end")
+    return {"quiet_hours": _bool(conf, "quiet_hours", QUIET_HOURS_BY_DEFAULT), "quiet_hours_start": start,
+            "quiet_hours_end": end, "quiet_hours_policy": policy}
+
+
 def _program_id(conf: dict[str, Any]) -> str:
     value = conf.get("program_id")
     try:
@@ -209,5 +234,6 @@ def parse_conf(conf: dict[str, Any]) -> CampaignSpec:
         holdout_percent=holdout or 0.0,
         recurring_key=_recurring_key(conf),
         cooldown_days=DEFAULT_COOLDOWN_DAYS if cooldown is None else cooldown,
+        **_quiet_hours(conf),
         **_audience(conf),
     )

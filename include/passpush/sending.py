@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -41,6 +42,7 @@ from passpush.passkit import (
     SendResult,
     classify_status,
 )
+from passpush.quiet_hours import QuietHours
 from passpush.ratelimit import GlobalRateLimiter, limiter_key
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,8 @@ class SendOptions:
     max_attempts: int = 4  # per recipient within one pass; reconcile makes one more bounded pass
     max_backoff_seconds: float = 10.0
     max_in_flight: int = 64
+    quiet_hours: QuietHours | None = None
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC), compare=False)
 
 
 @dataclass
@@ -71,6 +75,8 @@ class SendSummary:
     seconds: float = 0.0
     aborted: str | None = None
     reasons: dict[str, int] = field(default_factory=dict)
+    waiting: int = 0  # in their quiet hours: sent when the window ends
+    next_opening: str | None = None  # ISO time when the earliest waiting member's window ends
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,11 +106,27 @@ FROM (
     SELECT member_id FROM push_campaign_recipients
     WHERE campaign_id = %(campaign_id)s AND (%(batch_no)s::int IS NULL OR batch_no = %(batch_no)s)
       AND status = ANY(%(statuses)s)
+      AND NOT (%(quiet)s AND passpush_in_quiet_hours(%(now)s, coalesce(timezone, 'UTC'), %(quiet_start)s, %(quiet_end)s))
     ORDER BY member_id LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ) pick
 WHERE r.campaign_id = %(campaign_id)s AND r.member_id = pick.member_id
 RETURNING r.member_id, r.passkit_id, r.rendered_message
+"""
+
+QUIET_SKIP_SQL = """
+UPDATE push_campaign_recipients SET status = 'SKIPPED', reason = 'quiet_hours', updated_at = now()
+WHERE campaign_id = %(campaign_id)s AND (%(batch_no)s::int IS NULL OR batch_no = %(batch_no)s)
+  AND status = ANY(%(statuses)s)
+  AND passpush_in_quiet_hours(%(now)s, coalesce(timezone, 'UTC'), %(quiet_start)s, %(quiet_end)s)
+"""
+
+QUIET_WAITING_SQL = """
+SELECT count(*), min(passpush_quiet_hours_end(%(now)s, coalesce(timezone, 'UTC'), %(quiet_end)s))
+FROM push_campaign_recipients
+WHERE campaign_id = %(campaign_id)s AND (%(batch_no)s::int IS NULL OR batch_no = %(batch_no)s)
+  AND status = ANY(%(statuses)s)
+  AND passpush_in_quiet_hours(%(now)s, coalesce(timezone, 'UTC'), %(quiet_start)s, %(quiet_end)s)
 """
 
 IN_DOUBT_SQL = """
@@ -161,10 +183,15 @@ class BatchSender:
             await cur.execute(query, params)
             return await cur.fetchall() if cur.description else []
 
+    def _scope(self, statuses: Sequence[str]) -> dict[str, Any]:
+        """Parameters naming this sender's rows, and the quiet-hours window as of now."""
+        quiet = self.options.quiet_hours
+        return {"campaign_id": self.campaign_id, "batch_no": self.batch_no, "statuses": list(statuses),
+                "quiet": quiet is not None, "now": self.options.clock(),
+                "quiet_start": quiet.start if quiet else None, "quiet_end": quiet.end if quiet else None}
+
     async def _claim(self, statuses: Sequence[str], limit: int) -> list[Recipient]:
-        rows = await self._execute(CLAIM_SQL, {
-            "campaign_id": self.campaign_id, "batch_no": self.batch_no, "statuses": list(statuses),
-            "limit": limit})
+        rows = await self._execute(CLAIM_SQL, {**self._scope(statuses), "limit": limit})
         return [Recipient(r[0], r[1], r[2], in_doubt=False) for r in rows]
 
     async def _in_doubt(self) -> list[Recipient]:
@@ -281,9 +308,26 @@ class BatchSender:
 
     # ---- the batch ---------------------------------------------------------------------------
 
+    async def _apply_quiet_hours(self, statuses: Sequence[str]) -> None:
+        quiet = self.options.quiet_hours
+        if quiet is None:
+            return
+        if quiet.policy == "skip":
+            await self._execute(QUIET_SKIP_SQL, self._scope(statuses))
+            return
+        rows = await self._execute(QUIET_WAITING_SQL, self._scope(statuses))
+        waiting, opening = rows[0] if rows else (0, None)
+        self.summary.waiting = int(waiting)
+        self.summary.next_opening = opening.isoformat() if opening else None
+        if waiting:
+            log.info("batch %s: %d members are in their quiet hours; the first window ends at %s",
+                     self.batch_no, waiting, self.summary.next_opening)
+
     async def run(self, statuses: Sequence[str] = ("PENDING", "RETRYABLE")) -> SendSummary:
         started = time.monotonic()
         await self._check_abort()
+        if self.options.quiet_hours and self.options.quiet_hours.policy == "skip" and not self._abort:
+            await self._apply_quiet_hours(statuses)
         in_flight: set[asyncio.Task[None]] = set()
         progress = _Progress(self, started)
         queue: list[Recipient] = [] if self._abort else await self._in_doubt()
@@ -307,6 +351,8 @@ class BatchSender:
         if in_flight:
             await asyncio.wait(in_flight)
         await self.flush(force=True)
+        if self.options.quiet_hours and self.options.quiet_hours.policy == "wait" and not self._abort:
+            await self._apply_quiet_hours(statuses)
         self.summary.seconds = round(time.monotonic() - started, 3)
         self.summary.aborted = self._abort
         progress.log()

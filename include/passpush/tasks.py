@@ -9,6 +9,7 @@ small enough for XCom: ids, counts and batch numbers.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any
 
@@ -154,7 +155,7 @@ async def _check_credentials(settings: PassKitSettings, program_id: str) -> None
 
 def send_options(spec: CampaignSpec, connection_rate: float | None) -> sending.SendOptions:
     rate = spec.rate_limit_per_second or connection_rate or DEFAULT_RATE_LIMIT
-    return sending.SendOptions(rate_limit_per_second=rate)
+    return sending.SendOptions(rate_limit_per_second=rate, quiet_hours=spec.quiet_window)
 
 
 def send_batch(campaign_id: str, batch_no: int, *, conninfo: str | None = None,
@@ -183,7 +184,7 @@ def reconcile(campaign_id: str, *, conninfo: str | None = None,
         options = send_options(campaigns.spec_of(campaign), rate)
         try:
             sending.send_batch(url, campaign_id, None, settings,
-                               sending.SendOptions(options.rate_limit_per_second, max_attempts=2))
+                               dataclasses.replace(options, max_attempts=2))
         except CampaignAbortedError as err:
             log.error("%s", err)
     with psycopg.connect(url) as conn:

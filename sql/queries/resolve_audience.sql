@@ -14,13 +14,14 @@ joined AS (
            p.status              AS pass_status,
            p.opted_out,
            p.points_balance,
-           coalesce(nullif(u.timezone, ''), %(program_timezone)s) AS timezone,
+           coalesce(tz.name, %(program_timezone)s) AS timezone,  -- unknown zones fall back to the program's
            CASE WHEN p.id IS NOT NULL THEN {rendered} END AS rendered,
            row_number() OVER (PARTITION BY p.passkit_internal_id
                               ORDER BY p.last_updated DESC, r.member_id) AS passkit_rank
     FROM requested r
     LEFT JOIN passes_master p ON p.program_id = %(program_id)s AND p.external_id = r.member_id
     LEFT JOIN users u ON u.id = p.user_id
+    LEFT JOIN (SELECT name FROM pg_timezone_names) tz ON tz.name = u.timezone
 ),
 classified AS (
     SELECT j.*,

@@ -94,3 +94,26 @@ def test_an_audience_larger_than_confirmed_is_cancelled_before_any_push(
     assert "only 10 were confirmed" in campaign["abort_reason"]
     assert campaign["cancelled_count"] == program.eligible_apple + program.eligible_google
     assert emulator_control.stats()["requests_total"] == 0
+
+
+def test_members_in_quiet_hours_are_sent_when_their_window_ends(run_dag, program: SeededProgram,
+                                                                emulator_control: EmulatorControl, db) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    db.execute("UPDATE users u SET timezone = 'UTC' FROM passes_master p WHERE p.user_id = u.id"
+               " AND p.program_id = %s", (program.program_id,))
+    now = datetime.now(UTC)
+    window_end = now + timedelta(seconds=30)  # ends while send_batch waits, deferred
+    eligible = program.eligible_apple + program.eligible_google
+
+    dag_run = run_dag({"program_id": program.program_id, "name": "night", "message": MESSAGE, "dry_run": False,
+                       "confirm_recipients": eligible, "quiet_hours": True,
+                       "quiet_hours_start": (now - timedelta(hours=1)).strftime("%H:%M:%S"),
+                       "quiet_hours_end": window_end.strftime("%H:%M:%S")})
+
+    assert str(dag_run.state) == "success"
+    campaign = _campaign(db, program.program_id)
+    assert campaign["status"] == "COMPLETED" and campaign["sent_count"] == eligible
+    first_send = db.execute("SELECT min(sent_at) FROM push_campaign_recipients WHERE campaign_id = %s",
+                            (campaign["id"],)).fetchone()[0]
+    assert first_send >= window_end.replace(microsecond=0)  # nobody was buzzed inside the window
