@@ -20,8 +20,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -106,7 +106,8 @@ FROM (
     SELECT member_id FROM push_campaign_recipients
     WHERE campaign_id = %(campaign_id)s AND (%(batch_no)s::int IS NULL OR batch_no = %(batch_no)s)
       AND status = ANY(%(statuses)s)
-      AND NOT (%(quiet)s AND passpush_in_quiet_hours(%(now)s, coalesce(timezone, 'UTC'), %(quiet_start)s, %(quiet_end)s))
+      AND NOT (%(quiet)s
+               AND passpush_in_quiet_hours(%(now)s, coalesce(timezone, 'UTC'), %(quiet_start)s, %(quiet_end)s))
     ORDER BY member_id LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ) pick
