@@ -105,6 +105,8 @@ def run(members: int = 5000, rate: float = 400.0, seed: int = 42) -> int:
         localdev.prepare_airflow(env)
         conf = {"program_id": program.program_id, "name": "Weekend double points", "message": DEMO_MESSAGE,
                 "audience": "all_active", "dry_run": False,
+                # The demo shows a whole send now, whatever the hour in the members' (synthetic) time zones.
+                "quiet_hours": False,
                 "confirm_recipients": program.eligible_apple + program.eligible_google}
         proc = localdev.airflow_command(["dags", "test", "push_campaign", "-c", json.dumps(conf)], env,
                                         check=False, timeout=1800)
