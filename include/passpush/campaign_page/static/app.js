@@ -5,6 +5,7 @@ const POLL_ACTIVE_MS = 2500;
 const POLL_IDLE_MS = 15000;
 const PREVIEW_DEBOUNCE_MS = 700;
 const ACTIVE_RUN_STATES = new Set(["queued", "running"]);
+const MAX_BAR_WIDTH = 24;
 
 const state = {
   session: null,
@@ -354,6 +355,11 @@ function renderPreview(preview) {
   }
 }
 
+// "CSV upload: /very/long/path/file.csv" -> "CSV upload: file.csv" (the full path is in the tooltip).
+function audienceLabel(text) {
+  return (text || "").replace(/^(CSV upload: ).*\//, "$1");
+}
+
 function walletName(wallet) {
   return wallet === "google" ? "Google Wallet" : "Apple Wallet";
 }
@@ -382,7 +388,7 @@ function renderCounts(table, entries, emptyText) {
   const body = table.tBodies[0];
   body.replaceChildren(...entries.map(([reason, count]) =>
     el("tr", {}, el("td", { text: reasonName(reason) }), el("td", { text: num(count) }))));
-  if (!entries.length) body.append(el("tr", {}, el("td", { class: "muted", text: emptyText })));
+  if (!entries.length) body.append(el("tr", {}, el("td", { class: "muted empty", colspan: "2", text: emptyText })));
 }
 
 // ---------------------------------------------------------------- confirm and launch
@@ -477,7 +483,7 @@ function cells(row, extra = {}) {
     el("td", { class: "wrap" }, el("strong", { text: row.name || "(no name)" }),
       row.dry_run ? el("span", { class: "muted small", text: " · dry run" }) : null),
     el("td", { class: "wrap", text: row.program_name || row.program_id || "" }),
-    el("td", { class: "wrap", text: row.audience || "" }),
+    el("td", { class: "wrap", text: audienceLabel(row.audience), title: row.audience }),
     el("td", {}, statusBadge(row.status, row.run_state)),
     el("td", { class: "num", text: num(row.targeted) }),
     el("td", { class: "num", text: num(row.sent) }),
@@ -536,7 +542,8 @@ async function openDetail(id) {
 function renderDetail(detail) {
   const c = detail.campaign;
   $("detail-name").textContent = c.name;
-  $("detail-meta").textContent = [c.program_name, c.target_query, `created ${when(c.created_at)}`,
+  $("detail-meta").title = c.target_query || "";
+  $("detail-meta").textContent = [c.program_name, audienceLabel(c.target_query), `created ${when(c.created_at)}`,
     c.finished_at ? `finished ${when(c.finished_at)}` : null].filter(Boolean).join(" · ");
   $("detail-status").replaceWith(Object.assign(statusBadge(c.status, detail.run && detail.run.state), { id: "detail-status" }));
   $("detail-message").textContent = c.message_text;
@@ -607,7 +614,7 @@ function renderChart(sends) {
   points.forEach((point, i) => {
     const h = ((height - bottom - 8) * point.sent) / peak;
     const bar = add("rect", { class: "bar", x: left + i * step + step * 0.1, y: height - bottom - h,
-      width: Math.max(step * 0.8, 0.5), height: h });
+      width: Math.min(Math.max(step * 0.8, 0.5), MAX_BAR_WIDTH), height: h });
     const title = document.createElementNS(ns, "title");
     title.textContent = `${new Date(point.t).toLocaleTimeString()}: ${num(point.sent)} sent`;
     bar.append(title);
