@@ -1,0 +1,178 @@
+"""The SQL migrations under yoyo: idempotent, recorded, and keeping the originally specified schema."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from passpush.db.embedded import drop_database, ensure_database
+from passpush.db.migrations import apply_migrations, yoyo_url
+from passpush.paths import MIGRATIONS_DIR
+
+pytestmark = pytest.mark.postgres
+
+MIGRATION_IDS = sorted(path.stem for path in MIGRATIONS_DIR.glob("*.sql"))
+
+
+def _with_dbname(conninfo: str, dbname: str) -> str:
+    params = conninfo_to_dict(conninfo)
+    params["dbname"] = dbname
+    return make_conninfo(**params)
+
+
+@pytest.fixture
+def empty_database(migrated_database_url: str) -> Iterator[str]:
+    """A brand-new database on the test server, dropped afterwards."""
+    admin = _with_dbname(migrated_database_url, "postgres")
+    name = f"passpush_mig_{uuid.uuid4().hex[:10]}"
+    ensure_database(admin, name)
+    try:
+        yield _with_dbname(migrated_database_url, name)
+    finally:
+        drop_database(admin, name)
+
+
+def _tables(conninfo: str) -> set[str]:
+    with psycopg.connect(conninfo) as conn:
+        return {r[0] for r in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")}
+
+
+def test_first_run_applies_every_file_in_order_and_the_second_run_nothing(empty_database: str) -> None:
+    assert _tables(empty_database) == set()
+
+    assert apply_migrations(empty_database) == MIGRATION_IDS
+    tables = _tables(empty_database)
+    assert {"programs", "users", "passes_master", "push_campaigns", "push_campaign_recipients",
+            "passpush_rate_limits"} <= tables
+
+    recorded = "SELECT migration_id, applied_at_utc FROM _yoyo_migration ORDER BY 1"
+    with psycopg.connect(empty_database) as conn:
+        before = conn.execute(recorded).fetchall()
+    assert apply_migrations(empty_database) == []
+    assert apply_migrations(empty_database) == []
+    with psycopg.connect(empty_database) as conn:
+        after = conn.execute(recorded).fetchall()
+        applied_log = conn.execute(
+            "SELECT migration_id FROM _yoyo_log WHERE operation = 'apply'"
+            " ORDER BY created_at_utc, migration_id").fetchall()
+    assert _tables(empty_database) == tables
+    assert after == before
+    assert [m for m, _ in after] == MIGRATION_IDS
+    assert [m for (m,) in applied_log] == MIGRATION_IDS  # each file applied exactly once
+
+
+def test_session_database_is_up_to_date(migrated_database_url: str, db: psycopg.Connection) -> None:
+    assert apply_migrations(migrated_database_url) == []
+    recorded = [r[0] for r in db.execute("SELECT migration_id FROM _yoyo_migration ORDER BY 1")]
+    assert recorded == MIGRATION_IDS
+
+
+def test_rerunning_a_file_by_hand_changes_nothing(empty_database: str) -> None:
+    """Every file is written to be re-runnable (IF NOT EXISTS), so a half-recorded apply cannot break."""
+    apply_migrations(empty_database)
+    with psycopg.connect(empty_database) as conn:
+        columns = conn.execute("SELECT table_name, column_name FROM information_schema.columns"
+                               " WHERE table_schema = 'public' ORDER BY 1, 2").fetchall()
+        for migration_id in MIGRATION_IDS:
+            conn.execute((MIGRATIONS_DIR / f"{migration_id}.sql").read_text())
+        assert conn.execute("SELECT table_name, column_name FROM information_schema.columns"
+                            " WHERE table_schema = 'public' ORDER BY 1, 2").fetchall() == columns
+
+
+@pytest.mark.parametrize(
+    ("conninfo", "url"),
+    [
+        ("postgresql://u:p@h:5433/db", "postgresql+psycopg://u:p@h:5433/db"),
+        ("postgres://u@h/db?sslmode=require", "postgresql+psycopg://u@h/db?sslmode=require"),
+        ("host=h port=5433 dbname=db user=u password=p sslmode=require",
+         "postgresql+psycopg://u:p@h:5433/db?sslmode=require"),
+        ("host=/tmp/pg dbname=db user=postgres", "postgresql+psycopg://postgres@/db?host=/tmp/pg"),
+    ],
+)
+def test_yoyo_url(conninfo: str, url: str) -> None:
+    assert yoyo_url(conninfo) == url
+
+
+# The notification manager's original push_campaigns columns, each with its original default.
+ORIGINAL_PUSH_CAMPAIGNS = {
+    "id": ("uuid", "gen_random_uuid()"),
+    "program_id": ("uuid", None),
+    "name": ("text", None),
+    "message_text": ("text", None),
+    "target_query": ("text", None),
+    "csv_upload_url": ("text", None),
+    "status": ("text", "'PENDING'::text"),
+    "sent_count": ("integer", "0"),
+    "failed_count": ("integer", "0"),
+    "created_at": ("timestamp with time zone", "now()"),
+}
+
+
+def test_push_campaigns_keeps_every_original_column_and_default(db: psycopg.Connection) -> None:
+    columns = {name: (data_type, default) for name, data_type, default in db.execute(
+        "SELECT column_name, data_type, column_default FROM information_schema.columns"
+        " WHERE table_schema = 'public' AND table_name = 'push_campaigns'")}
+    assert {k: columns.get(k) for k in ORIGINAL_PUSH_CAMPAIGNS} == ORIGINAL_PUSH_CAMPAIGNS
+    nullable = dict(db.execute(
+        "SELECT column_name, is_nullable FROM information_schema.columns"
+        " WHERE table_schema = 'public' AND table_name = 'push_campaigns'").fetchall())
+    assert (nullable["program_id"], nullable["name"], nullable["message_text"]) == ("NO", "NO", "NO")
+    primary_key = db.execute(
+        "SELECT kcu.column_name FROM information_schema.table_constraints tc"
+        " JOIN information_schema.key_column_usage kcu USING (constraint_schema, constraint_name)"
+        " WHERE tc.table_name = 'push_campaigns' AND tc.constraint_type = 'PRIMARY KEY'").fetchall()
+    assert primary_key == [("id",)]
+
+
+def test_a_minimal_campaign_row_gets_the_original_defaults(db: psycopg.Connection) -> None:
+    row = db.execute(
+        "INSERT INTO push_campaigns (program_id, name, message_text) VALUES (gen_random_uuid(), 'n', 'm')"
+        " RETURNING id, status, sent_count, failed_count, created_at IS NOT NULL, target_query,"
+        " csv_upload_url"
+    ).fetchone()
+    assert row is not None
+    assert isinstance(row[0], uuid.UUID)
+    assert row[1:] == ("PENDING", 0, 0, True, None, None)
+    db.execute("DELETE FROM push_campaigns WHERE id = %s", (row[0],))
+
+
+def test_recipients_are_unique_per_campaign_and_member(db: psycopg.Connection) -> None:
+    campaign_id = db.execute("INSERT INTO push_campaigns (program_id, name, message_text)"
+                             " VALUES (gen_random_uuid(), 'unique', 'm') RETURNING id").fetchone()[0]
+    other_id = db.execute("INSERT INTO push_campaigns (program_id, name, message_text)"
+                          " VALUES (gen_random_uuid(), 'other', 'm') RETURNING id").fetchone()[0]
+    try:
+        insert = "INSERT INTO push_campaign_recipients (campaign_id, member_id) VALUES (%s, %s)"
+        db.execute(insert, (campaign_id, "CUST-1"))
+        db.execute(insert, (campaign_id, "CUST-2"))
+        db.execute(insert, (other_id, "CUST-1"))  # the same member in another campaign is fine
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            db.execute(insert, (campaign_id, "CUST-1"))
+        status = db.execute("SELECT status FROM push_campaign_recipients WHERE campaign_id = %s AND"
+                            " member_id = 'CUST-1'", (campaign_id,)).fetchone()
+        assert status == ("PENDING",)
+        with pytest.raises(psycopg.errors.CheckViolation):
+            db.execute("INSERT INTO push_campaign_recipients (campaign_id, member_id, status)"
+                       " VALUES (%s, 'CUST-3', 'DELIVERED')", (campaign_id,))
+    finally:
+        db.execute("DELETE FROM push_campaigns WHERE id IN (%s, %s)", (campaign_id, other_id))
+    remaining = db.execute("SELECT count(*) FROM push_campaign_recipients WHERE campaign_id IN (%s, %s)",
+                           (campaign_id, other_id)).fetchone()
+    assert remaining == (0,)  # recipients go with their campaign
+
+
+def test_a_retried_create_finds_its_campaign(db: psycopg.Connection) -> None:
+    insert = ("INSERT INTO push_campaigns (program_id, name, message_text, dag_id, dag_run_id)"
+              " VALUES (gen_random_uuid(), 'n', 'm', 'push_campaign', %s)")
+    run_id = f"manual__{uuid.uuid4()}"
+    db.execute(insert, (run_id,))
+    try:
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            db.execute(insert, (run_id,))
+    finally:
+        db.execute("DELETE FROM push_campaigns WHERE dag_run_id = %s", (run_id,))

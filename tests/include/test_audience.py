@@ -1,0 +1,631 @@
+"""Resolving audiences into push_campaign_recipients on real Postgres: every audience mode against an
+independent reading of the loyalty tables, every suppression reason, batches, idempotence, and the
+containment of custom SQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from passpush import audience, campaigns
+from passpush.campaign_spec import parse_conf
+from passpush.csv_audience import UPLOAD_DIR_ENV
+from passpush.errors import AudienceError, MessageError
+from passpush.rendering import parse_template
+from passpush.seed import SeededProgram
+
+pytestmark = pytest.mark.postgres
+
+MESSAGE = "Hi {first_name|there}, {points} points waiting!"
+
+
+@dataclass(frozen=True)
+class Row:
+    status: str
+    reason: str | None
+    batch_no: int | None
+    rendered: str | None
+    wallet: str | None
+    passkit_id: str | None
+    pass_id: str | None
+
+
+def create(db: psycopg.Connection, program: SeededProgram, **conf: Any) -> str:
+    spec = parse_conf({"program_id": program.program_id, "name": "audience test", "message": MESSAGE, **conf})
+    return campaigns.create_campaign(db, spec, dag_id="test_audience", dag_run_id=str(uuid.uuid4()))
+
+
+def resolve(db: psycopg.Connection, program: SeededProgram,
+            **conf: Any) -> tuple[str, audience.AudiencePreview]:
+    campaign_id = create(db, program, **conf)
+    return campaign_id, audience.resolve(db, campaign_id)
+
+
+def recipients(db: psycopg.Connection, campaign_id: str) -> dict[str, Row]:
+    return {r[0]: Row(*r[1:]) for r in db.execute(
+        "SELECT member_id, status, reason, batch_no, rendered_message, wallet, passkit_id, pass_id::text"
+        " FROM push_campaign_recipients WHERE campaign_id = %s", (campaign_id,))}
+
+
+def row_count(db: psycopg.Connection, campaign_id: str) -> int:
+    row = db.execute("SELECT count(*) FROM push_campaign_recipients WHERE campaign_id = %s",
+                     (campaign_id,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def members(db: psycopg.Connection, program_id: str) -> dict[str, dict[str, Any]]:
+    """The program's passes and people, read independently of the code under test."""
+    with db.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "SELECT p.external_id, p.id::text AS pass_id, p.passkit_internal_id, p.status, p.points_balance,"
+            " p.tier, p.wallet, p.opted_out, p.last_updated, u.first_name, u.last_name, u.zip"
+            " FROM passes_master p LEFT JOIN users u ON u.id = p.user_id WHERE p.program_id = %s",
+            (program_id,)).fetchall()
+    return {r["external_id"]: r for r in rows}
+
+
+def reason_for(member: dict[str, Any] | None) -> str | None:
+    """Why a member with no delivery history is skipped (None: they get the buzz)."""
+    if member is None:
+        return "unknown_member"
+    if member["status"] != "ACTIVE":
+        return "inactive_pass"
+    if member["opted_out"]:
+        return "opted_out"
+    if not member["passkit_internal_id"]:
+        return "no_passkit_id"
+    return None
+
+
+def expected_rows(db: psycopg.Connection, program: SeededProgram, targeted: set[str]) -> dict[str, tuple]:
+    everyone = members(db, program.program_id)
+    return {m: ("PENDING" if reason_for(everyone.get(m)) is None else "SKIPPED", reason_for(everyone.get(m)))
+            for m in targeted}
+
+
+def outcome(rows: dict[str, Row]) -> dict[str, tuple]:
+    return {m: (r.status, r.reason) for m, r in rows.items()}
+
+
+def eligible_ids(db: psycopg.Connection, program: SeededProgram) -> list[str]:
+    return sorted(m for m, row in members(db, program.program_id).items() if reason_for(row) is None)
+
+
+def set_pass(db: psycopg.Connection, program: SeededProgram, member_id: str, **columns: Any) -> None:
+    assignments = ", ".join(f"{name} = %({name})s" for name in columns)
+    db.execute(f"UPDATE passes_master SET {assignments}"
+               " WHERE program_id = %(program)s AND external_id = %(member)s",
+               {**columns, "program": program.program_id, "member": member_id})
+
+
+def set_first_name(db: psycopg.Connection, program: SeededProgram, member_id: str, name: str | None) -> None:
+    db.execute("UPDATE users SET first_name = %s WHERE id = (SELECT user_id FROM passes_master"
+               " WHERE program_id = %s AND external_id = %s)", (name, program.program_id, member_id))
+
+
+def sent_before(db: psycopg.Connection, program: SeededProgram, member_id: str, *, hours_ago: float,
+                text: str = "an earlier offer", status: str = "SENT") -> None:
+    """A delivery of an earlier campaign to this member's pass."""
+    campaign_id = create(db, program, message="an earlier campaign")
+    member = members(db, program.program_id)[member_id]
+    db.execute(
+        "INSERT INTO push_campaign_recipients (campaign_id, member_id, pass_id, passkit_id, wallet,"
+        " rendered_message, status, sent_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, now() - make_interval(secs => %s))",
+        (campaign_id, member_id, member["pass_id"], member["passkit_internal_id"], member["wallet"], text,
+         status, hours_ago * 3600))
+
+
+def write_csv(folder: Path, lines: list[str], name: str = "audience.csv") -> str:
+    path = folder / name
+    path.write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture
+def uploads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    monkeypatch.setenv(UPLOAD_DIR_ENV, str(folder))
+    return folder
+
+
+@pytest.fixture
+def loyalty(seed_loyalty: Callable[..., SeededProgram]) -> SeededProgram:
+    return seed_loyalty(200)
+
+
+# ---- audience modes against an independent reading ------------------------------------------------
+
+
+def test_all_active(db: psycopg.Connection, loyalty: SeededProgram) -> None:
+    campaign_id, preview = resolve(db, loyalty)
+
+    everyone = members(db, loyalty.program_id)
+    active = {m for m, row in everyone.items() if row["status"] == "ACTIVE"}
+    rows = recipients(db, campaign_id)
+    assert outcome(rows) == expected_rows(db, loyalty, active)
+
+    eligible = {m for m, r in rows.items() if r.status == "PENDING"}
+    assert preview.targeted == loyalty.active == len(active)
+    assert preview.eligible == loyalty.eligible_apple + loyalty.eligible_google == len(eligible)
+    assert preview.will_buzz_iphone == loyalty.eligible_apple
+    assert preview.will_update_google == loyalty.eligible_google
+    skipped: dict[str, int] = {}
+    for m in active - eligible:
+        skipped[reason_for(everyone[m])] = skipped.get(reason_for(everyone[m]), 0) + 1  # type: ignore[index]
+    assert preview.skipped == skipped
+    assert preview.duplicates_in_input == 0 and preview.unknown_sample == []
+    assert preview.batches == 1 and preview.batch_size == len(eligible)
+    assert preview.headline() == (f"This will buzz {loyalty.eligible_apple} phones ({loyalty.eligible_apple} "
+                                  f"iPhones; {loyalty.eligible_google} Google passes update silently)")
+
+    campaign = campaigns.get_campaign(db, campaign_id)
+    assert campaign["status"] == "PROCESSING" and campaign["started_at"] is not None
+    assert campaign["recipient_count"] == len(active)
+    assert campaign["skipped_count"] == len(active - eligible)
+    assert campaign["preview"] == preview.as_dict()
+    assert campaign["target_query"] == "All Active Members"
+
+
+def test_every_row_carries_the_members_rendered_message(db: psycopg.Connection,
+                                                        loyalty: SeededProgram) -> None:
+    eligible = eligible_ids(db, loyalty)
+    set_first_name(db, loyalty, eligible[0], None)
+    set_first_name(db, loyalty, eligible[1], "")
+    set_pass(db, loyalty, eligible[2], points_balance=Decimal("120.50"))
+    campaign_id, preview = resolve(db, loyalty, message="50% off, {first_name|friend}: {points} pts, {tier}")
+
+    template = parse_template("50% off, {first_name|friend}: {points} pts, {tier}")
+    everyone = members(db, loyalty.program_id)
+    rows = recipients(db, campaign_id)
+    for member_id, row in rows.items():
+        m = everyone[member_id]
+        values = {"points": m["points_balance"], "first_name": m["first_name"], "last_name": m["last_name"],
+                  "tier": m["tier"], "member_id": member_id, "zip": m["zip"]}
+        assert row.rendered == template.render(values), member_id
+        assert (row.pass_id, row.passkit_id, row.wallet) == (
+            m["pass_id"], m["passkit_internal_id"], m["wallet"])
+    assert rows[eligible[0]].rendered.startswith("50% off, friend: ")
+    assert rows[eligible[1]].rendered.startswith("50% off, friend: ")
+    assert " 120.5 pts" in rows[eligible[2]].rendered
+    assert preview.samples == [{"member_id": m, "wallet": rows[m].wallet, "message": rows[m].rendered}
+                               for m in eligible[:audience.SAMPLE_SIZE]]
+
+
+@pytest.mark.parametrize(
+    ("segment", "params", "selects"),
+    [
+        ("slumber", {}, lambda m, now: m["last_updated"] < now - timedelta(days=30)),
+        ("slumber", {"days": 45}, lambda m, now: m["last_updated"] < now - timedelta(days=45)),
+        ("whale", {}, lambda m, now: m["points_balance"] > 500),
+        ("whale", {"min_points": "800"}, lambda m, now: m["points_balance"] > 800),
+        ("local", {}, lambda m, now: m["zip"] == "90210"),
+        ("local", {"zips": ["90210", "10001"]}, lambda m, now: m["zip"] in {"90210", "10001"}),
+        ("local", {"zips": "94103"}, lambda m, now: m["zip"] == "94103"),
+    ],
+)
+def test_segments(db: psycopg.Connection, loyalty: SeededProgram, segment: str, params: dict[str, Any],
+                  selects: Callable[[dict[str, Any], datetime], bool]) -> None:
+    now = db.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+    expected = {m for m, row in members(db, loyalty.program_id).items()
+                if row["status"] == "ACTIVE" and selects(row, now)}
+    assert 0 < len(expected) < loyalty.active  # the segment really selects
+
+    campaign_id, preview = resolve(db, loyalty, audience="segment", segment=segment, segment_params=params)
+
+    assert outcome(recipients(db, campaign_id)) == expected_rows(db, loyalty, expected)
+    assert preview.targeted == len(expected)
+
+
+def test_segments_only_see_their_own_program(db: psycopg.Connection,
+                                             seed_loyalty: Callable[..., SeededProgram]) -> None:
+    ours, theirs = seed_loyalty(30), seed_loyalty(80)
+    campaign_id, preview = resolve(db, ours, audience="segment", segment="whale",
+                                   segment_params={"min_points": 0})
+    expected = {m for m, row in members(db, ours.program_id).items()
+                if row["status"] == "ACTIVE" and row["points_balance"] > 0}
+    ours_passes = {m["pass_id"] for m in members(db, ours.program_id).values()}
+    rows = recipients(db, campaign_id)
+    assert set(rows) == expected
+    assert {r.pass_id for r in rows.values()} <= ours_passes
+    assert preview.targeted == len(expected) and theirs.members > ours.members
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT external_id AS member_id FROM passes_master WHERE program_id = '{program}'",
+        # An external_id column works too.
+        "select external_id from passes_master where program_id = '{program}';",
+        "SELECT external_id AS member_id FROM passes_master WHERE program_id = '{program}' ;\n\n ;",
+        "SELECT external_id AS member_id\nFROM passes_master\nWHERE program_id = '{program}' -- every pass",
+        "SELECT external_id AS member_id FROM passes_master WHERE program_id = '{program}'"
+        " AND external_id LIKE 'CUST-%'",
+    ],
+)
+def test_custom_sql_includes_inactive_passes_as_skipped(db: psycopg.Connection, loyalty: SeededProgram,
+                                                        query: str) -> None:
+    campaign_id, preview = resolve(db, loyalty, audience="sql", sql=query.format(program=loyalty.program_id))
+
+    everyone = members(db, loyalty.program_id)
+    rows = recipients(db, campaign_id)
+    assert outcome(rows) == expected_rows(db, loyalty, set(everyone))
+    inactive = {m for m, row in everyone.items() if row["status"] != "ACTIVE"}
+    assert inactive and preview.skipped["inactive_pass"] == len(inactive)
+
+
+def test_custom_sql_null_ids_are_ignored_and_other_types_are_cast(db: psycopg.Connection,
+                                                                  loyalty: SeededProgram) -> None:
+    query = "SELECT unnest(ARRAY['CUST-0000001', NULL, 'CUST-0000002', 'NOPE']) AS member_id, 1 AS other"
+    campaign_id, preview = resolve(db, loyalty, audience="sql", sql=query)
+    rows = recipients(db, campaign_id)
+    assert preview.targeted == 3
+    assert set(rows) == {"CUST-0000001", "CUST-0000002", "NOPE"}
+    assert rows["NOPE"] == Row("SKIPPED", "unknown_member", None, None, None, None, None)
+    campaign_id, _ = resolve(db, loyalty, audience="sql", sql="SELECT 42 AS member_id")
+    assert recipients(db, campaign_id)["42"].reason == "unknown_member"
+
+
+def test_csv(db: psycopg.Connection, loyalty: SeededProgram, uploads: Path) -> None:
+    everyone = members(db, loyalty.program_id)
+    chosen = sorted(everyone)[10:60:2]
+    path = write_csv(uploads, ["\ufeffMember ID,Name", *(f'"{m}",Someone' for m in chosen), ""])
+
+    campaign_id, preview = resolve(db, loyalty, audience="csv", csv_path=path)
+
+    assert outcome(recipients(db, campaign_id)) == expected_rows(db, loyalty, set(chosen))
+    assert preview.targeted == len(chosen) and preview.duplicates_in_input == 0
+    assert campaigns.get_campaign(db, campaign_id)["csv_upload_url"] == path
+
+
+def test_csv_as_file_uri(db: psycopg.Connection, loyalty: SeededProgram, uploads: Path) -> None:
+    path = write_csv(uploads, ["CUST-0000003", "CUST-0000004"])
+    campaign_id, _ = resolve(db, loyalty, audience="csv", csv_path=f"file://{path}")
+    assert set(recipients(db, campaign_id)) == {"CUST-0000003", "CUST-0000004"}
+
+
+def test_csv_duplicates_and_unknown_ids(db: psycopg.Connection, loyalty: SeededProgram,
+                                        uploads: Path) -> None:
+    eligible = eligible_ids(db, loyalty)
+    lines = ["member_id", eligible[0], "NOPE-2", eligible[1], eligible[0], "NOPE-1", "NOPE-2", eligible[0],
+             "CUST-9999999"]
+    campaign_id, preview = resolve(db, loyalty, audience="csv", csv_path=write_csv(uploads, lines))
+
+    rows = recipients(db, campaign_id)
+    assert set(rows) == {eligible[0], eligible[1], "NOPE-1", "NOPE-2", "CUST-9999999"}  # one row per member
+    assert preview.duplicates_in_input == 3
+    assert preview.skipped == {"unknown_member": 3}
+    assert preview.unknown_sample == ["CUST-9999999", "NOPE-1", "NOPE-2"]
+    assert preview.eligible == 2
+    assert rows["NOPE-1"] == Row("SKIPPED", "unknown_member", None, None, None, None, None)
+
+
+def test_csv_member_of_another_program_is_unknown(db: psycopg.Connection,
+                                                  seed_loyalty: Callable[..., SeededProgram],
+                                                  uploads: Path) -> None:
+    ours, _ = seed_loyalty(20), seed_loyalty(50)
+    path = write_csv(uploads, ["CUST-0000019", "CUST-0000020", "CUST-0000021"])
+    campaign_id, preview = resolve(db, ours, audience="csv", csv_path=path)
+    assert preview.unknown_sample == ["CUST-0000021"]
+    assert recipients(db, campaign_id)["CUST-0000021"].pass_id is None
+
+
+@pytest.mark.parametrize(
+    ("lines", "error"),
+    [
+        (["email,points", "a@example.com,10"], "no member id column"),
+        (["member_id", "CUST-0000001", "=cmd|' /C calc'!A0"], "spreadsheet formula"),
+        (["member_id"], "header but no member ids"),
+    ],
+)
+def test_bad_csv_fails_with_no_rows(db: psycopg.Connection, loyalty: SeededProgram, uploads: Path,
+                                    lines: list[str], error: str) -> None:
+    campaign_id = create(db, loyalty, audience="csv", csv_path=write_csv(uploads, lines))
+    with pytest.raises(AudienceError, match=error):
+        audience.resolve(db, campaign_id)
+    assert row_count(db, campaign_id) == 0
+
+
+def test_csv_outside_the_upload_folder_fails_with_no_rows(db: psycopg.Connection, loyalty: SeededProgram,
+                                                          uploads: Path, tmp_path: Path) -> None:
+    outside = write_csv(tmp_path, ["CUST-0000001"])
+    for location in (outside, str(uploads / ".." / "audience.csv")):
+        campaign_id = create(db, loyalty, audience="csv", csv_path=location)
+        with pytest.raises(AudienceError, match="outside the upload folder"):
+            audience.resolve(db, campaign_id)
+        assert row_count(db, campaign_id) == 0
+
+
+# ---- suppression reasons --------------------------------------------------------------------------
+
+
+def test_each_suppression_reason(db: psycopg.Connection, loyalty: SeededProgram, uploads: Path) -> None:
+    e = eligible_ids(db, loyalty)
+    now = db.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+    set_pass(db, loyalty, e[1], status="EXPIRED")
+    set_pass(db, loyalty, e[2], opted_out=True)
+    set_pass(db, loyalty, e[3], passkit_internal_id=None)
+    set_pass(db, loyalty, e[4], passkit_internal_id="")
+    shared = members(db, loyalty.program_id)[e[5]]["passkit_internal_id"]
+    set_pass(db, loyalty, e[5], last_updated=now - timedelta(days=1))
+    # The older of two passes with one PassKit id is the duplicate.
+    set_pass(db, loyalty, e[6], passkit_internal_id=shared, last_updated=now - timedelta(days=2))
+    sent_before(db, loyalty, e[7], hours_ago=1)
+    sent_before(db, loyalty, e[8], hours_ago=30)  # outside the 24 h cap
+    sent_before(db, loyalty, e[9], hours_ago=1, status="FAILED")  # only deliveries count
+    # An inactive pass that is also opted out reports the first reason that applies.
+    set_pass(db, loyalty, e[10], status="DELETED", opted_out=True, passkit_internal_id=None)
+    ids = [e[0], *e[1:11], "NOPE-1", e[0]]
+
+    campaign_id, preview = resolve(db, loyalty, audience="csv", csv_path=write_csv(uploads, ids))
+
+    assert outcome(recipients(db, campaign_id)) == {
+        e[0]: ("PENDING", None),
+        e[1]: ("SKIPPED", "inactive_pass"),
+        e[2]: ("SKIPPED", "opted_out"),
+        e[3]: ("SKIPPED", "no_passkit_id"),
+        e[4]: ("SKIPPED", "no_passkit_id"),
+        e[5]: ("PENDING", None),
+        e[6]: ("SKIPPED", "duplicate_pass"),
+        e[7]: ("SKIPPED", "frequency_cap"),
+        e[8]: ("PENDING", None),
+        e[9]: ("PENDING", None),
+        e[10]: ("SKIPPED", "inactive_pass"),
+        "NOPE-1": ("SKIPPED", "unknown_member"),
+    }
+    assert preview.skipped == {"inactive_pass": 2, "opted_out": 1, "no_passkit_id": 2, "duplicate_pass": 1,
+                               "frequency_cap": 1, "unknown_member": 1}
+    assert preview.unknown_sample == ["NOPE-1"]
+    assert preview.duplicates_in_input == 1
+    assert preview.targeted == 12 and preview.eligible == 4
+    assert campaigns.get_campaign(db, campaign_id)["skipped_count"] == 8
+
+
+def test_frequency_cap_follows_the_campaign_setting(db: psycopg.Connection, loyalty: SeededProgram) -> None:
+    e = eligible_ids(db, loyalty)
+    sent_before(db, loyalty, e[0], hours_ago=30)
+    sent_before(db, loyalty, e[1], hours_ago=1)
+    query = f"SELECT unnest(ARRAY['{e[0]}', '{e[1]}']) AS member_id"
+    campaign_id, _ = resolve(db, loyalty, audience="sql", sql=query, frequency_cap_hours=48)
+    assert {m: r.reason for m, r in recipients(db, campaign_id).items()} == {
+        e[0]: "frequency_cap", e[1]: "frequency_cap"}
+    campaign_id, _ = resolve(db, loyalty, audience="sql", sql=query, frequency_cap_hours=0.5)
+    assert {m: r.reason for m, r in recipients(db, campaign_id).items()} == {e[0]: None, e[1]: None}
+
+
+def test_google_daily_limit(db: psycopg.Connection, loyalty: SeededProgram) -> None:
+    e = eligible_ids(db, loyalty)
+    for member in e[:4]:
+        set_pass(db, loyalty, member, wallet="google")
+    set_pass(db, loyalty, e[4], wallet="apple")
+    for hours in (1, 5, 20):
+        sent_before(db, loyalty, e[0], hours_ago=hours)  # three today: Google's limit
+        sent_before(db, loyalty, e[4], hours_ago=hours)  # Apple has no such limit
+    for hours in (1, 5):
+        sent_before(db, loyalty, e[1], hours_ago=hours)  # two today
+    for hours in (1, 5, 30):
+        sent_before(db, loyalty, e[2], hours_ago=hours)  # two today, one yesterday
+    query = "SELECT unnest(ARRAY[" + ", ".join(f"'{m}'" for m in e[:5]) + "]) AS member_id"
+
+    campaign_id, preview = resolve(db, loyalty, audience="sql", sql=query, frequency_cap_hours=0)
+
+    assert outcome(recipients(db, campaign_id)) == {
+        e[0]: ("SKIPPED", "google_daily_limit"),
+        e[1]: ("PENDING", None),
+        e[2]: ("PENDING", None),
+        e[3]: ("PENDING", None),
+        e[4]: ("PENDING", None),
+    }
+    assert preview.will_update_google == 3 and preview.will_buzz_iphone == 1
+
+
+def test_already_showing(db: psycopg.Connection, loyalty: SeededProgram) -> None:
+    e = eligible_ids(db, loyalty)
+    text = "Double points today"
+    sent_before(db, loyalty, e[0], hours_ago=2, text=text)
+    sent_before(db, loyalty, e[1], hours_ago=2, text="Something else")
+    sent_before(db, loyalty, e[2], hours_ago=5, text=text)
+    sent_before(db, loyalty, e[2], hours_ago=1, text="Newer offer")  # the pass shows the newer text now
+    sent_before(db, loyalty, e[3], hours_ago=1, text=text, status="FAILED")
+    query = "SELECT unnest(ARRAY[" + ", ".join(f"'{m}'" for m in e[:4]) + "]) AS member_id"
+
+    campaign_id, _ = resolve(db, loyalty, audience="sql", sql=query, message=text, frequency_cap_hours=0)
+
+    assert outcome(recipients(db, campaign_id)) == {
+        e[0]: ("SKIPPED", "already_showing"),
+        e[1]: ("PENDING", None),
+        e[2]: ("PENDING", None),
+        e[3]: ("PENDING", None),
+    }
+
+
+# ---- batches and idempotence -----------------------------------------------------------------------
+
+
+def test_batches_are_numbered_in_member_order(db: psycopg.Connection, loyalty: SeededProgram,
+                                              uploads: Path) -> None:
+    eligible = eligible_ids(db, loyalty)[:40]
+    skipped = "NOPE-1"
+    campaign_id, preview = resolve(db, loyalty, audience="csv", batch_size=15,
+                                   csv_path=write_csv(uploads, [*reversed(eligible), skipped]))
+
+    rows = recipients(db, campaign_id)
+    assert {m: rows[m].batch_no for m in eligible} == {m: i // 15 for i, m in enumerate(eligible)}
+    sizes: dict[int, int] = {}
+    for row in rows.values():
+        if row.batch_no is not None:
+            sizes[row.batch_no] = sizes.get(row.batch_no, 0) + 1
+    assert sizes == {0: 15, 1: 15, 2: 10}
+    assert rows[skipped].batch_no is None
+    assert (preview.batches, preview.batch_size, preview.eligible) == (3, 15, 40)
+
+
+def test_batches_grow_instead_of_multiplying(db: psycopg.Connection, loyalty: SeededProgram, uploads: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audience, "MAX_BATCHES", 2)
+    eligible = eligible_ids(db, loyalty)[:40]
+    campaign_id, preview = resolve(db, loyalty, audience="csv", batch_size=15,
+                                   csv_path=write_csv(uploads, eligible))
+    batches = [recipients(db, campaign_id)[m].batch_no for m in eligible]
+    assert batches == [0] * 20 + [1] * 20
+    assert (preview.batches, preview.batch_size) == (2, 20)
+
+
+def test_resolving_again_before_sending_gives_the_same_rows(db: psycopg.Connection,
+                                                            loyalty: SeededProgram) -> None:
+    campaign_id, first = resolve(db, loyalty, batch_size=50)
+    before = recipients(db, campaign_id)
+
+    second = audience.resolve(db, campaign_id)
+
+    assert recipients(db, campaign_id) == before
+    assert second == first
+    assert row_count(db, campaign_id) == loyalty.active
+
+
+def test_resolving_again_before_sending_sees_new_data(db: psycopg.Connection, loyalty: SeededProgram) -> None:
+    campaign_id, first = resolve(db, loyalty)
+    member = eligible_ids(db, loyalty)[0]
+    set_pass(db, loyalty, member, opted_out=True)
+
+    second = audience.resolve(db, campaign_id)
+
+    assert recipients(db, campaign_id)[member].reason == "opted_out"
+    assert second.eligible == first.eligible - 1
+
+
+def test_once_sending_started_the_recipients_are_kept(db: psycopg.Connection, loyalty: SeededProgram) -> None:
+    campaign_id, first = resolve(db, loyalty)
+    eligible = eligible_ids(db, loyalty)
+    db.execute("UPDATE push_campaign_recipients SET status = 'SENT', sent_at = now()"
+               " WHERE campaign_id = %s AND member_id = %s", (campaign_id, eligible[0]))
+    before = recipients(db, campaign_id)
+    set_pass(db, loyalty, eligible[1], opted_out=True)
+
+    again = audience.resolve(db, campaign_id)
+
+    assert recipients(db, campaign_id) == before
+    assert again.targeted == first.targeted and again.eligible == first.eligible
+
+
+def test_resolve_on_a_transactional_connection(migrated_database_url: str, db: psycopg.Connection,
+                                               loyalty: SeededProgram) -> None:
+    """The task opens a plain (not autocommit) connection: the result is committed, not left pending."""
+    campaign_id = create(db, loyalty, audience="segment", segment="whale")
+    with psycopg.connect(migrated_database_url) as conn:
+        preview = audience.resolve(conn, campaign_id)
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    expected = {m for m, row in members(db, loyalty.program_id).items()
+                if row["status"] == "ACTIVE" and row["points_balance"] > 500}
+    assert set(recipients(db, campaign_id)) == expected
+    assert preview.targeted == len(expected)
+
+
+def test_segment_limits_do_not_outlive_the_segment_query(migrated_database_url: str, loyalty: SeededProgram,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audience, "DEFAULT_SQL_TIMEOUT_MS", 4321)
+    spec = parse_conf({"program_id": loyalty.program_id, "name": "n", "message": "m",
+                       "audience": "segment", "segment": "whale"})
+    with psycopg.connect(migrated_database_url) as conn:
+        default_timeout = conn.execute("SHOW statement_timeout").fetchone()
+        user = conn.execute("SELECT current_user").fetchone()
+        conn.commit()
+
+        audience.fill_audience(conn, spec)
+
+        assert conn.execute("SELECT count(*) FROM pp_audience").fetchone()[0] > 0  # type: ignore[index]
+        assert conn.execute("SHOW statement_timeout").fetchone() == default_timeout
+        assert conn.execute("SHOW transaction_read_only").fetchone() == ("off",)
+        assert conn.execute("SELECT current_user").fetchone() == user
+
+
+# ---- custom SQL is contained ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        ("DELETE FROM passes_master", "not a single SELECT"),
+        ("UPDATE passes_master SET points_balance = 0 RETURNING external_id AS member_id",
+         "not a single SELECT"),
+        ("DROP TABLE passes_master", "not a single SELECT"),
+        ("TRUNCATE passes_master CASCADE", "not a single SELECT"),
+        ("SELECT external_id AS member_id FROM passes_master; DELETE FROM passes_master",
+         "not a single SELECT"),
+        ("WITH gone AS (DELETE FROM passes_master RETURNING external_id)"
+         " SELECT external_id AS member_id FROM gone", "data-modifying statement"),
+        # Closing the sub-select by hand to run statements of its own.
+        ("SELECT 'x' AS member_id) AS s LIMIT 0; COMMIT; DELETE FROM passes_master;"
+         " SELECT * FROM (SELECT 'x' AS member_id", "not a single SELECT"),
+        ("SELECT external_id AS member_id FROM passes_master FOR UPDATE", "tries to write"),
+        ("SELECT set_config('transaction_read_only', 'off', true) AS member_id", "the custom segment SQL"),
+        ("SELECT external_id AS id, status FROM passes_master",
+         r"must return a member_id column \(got id, status\)"),
+        ("SELECT FROM passes_master", r"must return a member_id column \(got no columns\)"),
+        ("SELECT member_id FROM no_such_table", "failed: relation \"no_such_table\" does not exist"),
+        (";", "the segment SQL is empty"),
+    ],
+)
+def test_custom_sql_refusals_leave_no_rows_and_no_damage(db: psycopg.Connection, loyalty: SeededProgram,
+                                                         query: str, error: str) -> None:
+    before = members(db, loyalty.program_id)
+    campaign_id = create(db, loyalty, audience="sql", sql=query)
+
+    with pytest.raises(AudienceError, match=error):
+        audience.resolve(db, campaign_id)
+
+    assert row_count(db, campaign_id) == 0
+    assert members(db, loyalty.program_id) == before
+
+
+def test_slow_custom_sql_is_cancelled(db: psycopg.Connection, loyalty: SeededProgram,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audience, "DEFAULT_SQL_TIMEOUT_MS", 300)
+    campaign_id = create(db, loyalty, audience="sql", sql="SELECT pg_sleep(10)::text AS member_id")
+    started = datetime.now()
+
+    with pytest.raises(AudienceError, match=r"took longer than 0.3 s and was cancelled"):
+        audience.resolve(db, campaign_id)
+
+    assert datetime.now() - started < timedelta(seconds=5)
+    assert row_count(db, campaign_id) == 0
+    # The timeout belonged to the segment query only: this connection still runs long statements.
+    assert db.execute("SELECT 1 FROM pg_sleep(0.5)").fetchone() == (1,)
+
+
+# ---- messages that render too long ----------------------------------------------------------------
+
+
+def test_message_too_long_for_one_member_names_them_and_leaves_no_rows(db: psycopg.Connection,
+                                                                      loyalty: SeededProgram) -> None:
+    member = eligible_ids(db, loyalty)[3]
+    set_first_name(db, loyalty, member, "Bartholomew" * 15)
+    campaign_id = create(db, loyalty, message="Hi {first_name|there}, {points} points waiting!")
+
+    with pytest.raises(MessageError, match=rf"renders to \d+ characters for member {member} .*over the limit "
+                                           r"of 160.*max_message_length"):
+        audience.resolve(db, campaign_id)
+
+    assert row_count(db, campaign_id) == 0
+
+
+def test_long_rendering_of_a_skipped_member_is_not_an_error(db: psycopg.Connection,
+                                                            loyalty: SeededProgram) -> None:
+    member = eligible_ids(db, loyalty)[3]
+    set_first_name(db, loyalty, member, "Bartholomew" * 15)
+    set_pass(db, loyalty, member, opted_out=True)
+    campaign_id, preview = resolve(db, loyalty, message="Hi {first_name|there}, {points} points waiting!",
+                                   max_message_length=40)
+    assert recipients(db, campaign_id)[member].reason == "opted_out"
+    assert preview.eligible == loyalty.eligible_apple + loyalty.eligible_google - 1
