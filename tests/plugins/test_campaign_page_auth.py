@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.airflow, pytest.mark.postgres]
 
 
 def _page_app(api_app: Any) -> Any:
-    return next(r for r in api_app.routes if isinstance(r, Mount) and r.path == URL_PREFIX).app
+    return next(r for r in api_app.routes if isinstance(r, Mount) and r.path == URL_PREFIX).app.app
 
 
 def _page_routes(api_app: Any) -> list[tuple[str, str]]:
