@@ -68,12 +68,42 @@ def _create_audience_table(conn: psycopg.Connection) -> None:
     with conn.transaction():
         conn.execute("DROP TABLE IF EXISTS pp_audience")
         conn.execute("CREATE TEMP TABLE pp_audience (member_id text NOT NULL)")
-        if _role_exists(conn, SEGMENT_ROLE):
+        if _segment_role_usable(conn):
             conn.execute(sql.SQL("GRANT INSERT ON pp_audience TO {}").format(sql.Identifier(SEGMENT_ROLE)))
 
 
-def _role_exists(conn: psycopg.Connection, role: str) -> bool:
-    return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is not None
+# Roles belong to the whole server, grants to one database: the role may exist because another
+# database on the server was migrated, with no grant here, or without this user being its member.
+_ROLE_USABLE_SQL = """
+SELECT pg_has_role(current_user, oid, 'MEMBER'), has_table_privilege(oid, 'passes_master', 'SELECT')
+FROM pg_roles WHERE rolname = %s
+"""
+
+
+def _segment_role_usable(conn: psycopg.Connection) -> bool:
+    """Whether segments can run as the segment role here: it exists, this user may SET it, and this
+    database granted it the loyalty tables (migration 024). Otherwise segments run as this user."""
+    row = conn.execute(_ROLE_USABLE_SQL, (SEGMENT_ROLE,)).fetchone()
+    if row is None:
+        return False
+    member, can_read = row
+    if not (member and can_read):
+        log.warning("role %s exists but %s: segments run as the connection's user; apply migration 024 "
+                    "or GRANT %s TO the connection's user", SEGMENT_ROLE,
+                    "this user is not its member" if not member else "it has no SELECT on passes_master here",
+                    SEGMENT_ROLE)
+    return bool(member and can_read)
+
+
+# Migration 024: runs a query as the segment role, where the query cannot change role again.
+SEGMENT_FUNCTION = "passpush_run_segment(text,text)"
+CONTAINED_INSERT_SQL = "INSERT INTO pp_audience (member_id) SELECT * FROM passpush_run_segment(%(query)s, %(column)s)"
+
+
+def _segment_function_available(conn: psycopg.Connection) -> bool:
+    row = conn.execute("SELECT has_function_privilege(to_regprocedure(%s), 'EXECUTE')"
+                       " WHERE to_regprocedure(%s) IS NOT NULL", (SEGMENT_FUNCTION, SEGMENT_FUNCTION)).fetchone()
+    return bool(row and row[0])
 
 
 def _fill_from_query(conn: psycopg.Connection, query: str, params: dict[str, Any], *,
@@ -91,7 +121,7 @@ def _fill_from_query(conn: psycopg.Connection, query: str, params: dict[str, Any
         with conn.transaction():
             conn.execute("SET TRANSACTION READ ONLY")
             conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(int(timeout_ms))))
-            if _role_exists(conn, SEGMENT_ROLE):
+            if _segment_role_usable(conn):
                 conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(SEGMENT_ROLE)))
             # binary=True forces the extended query protocol, which accepts a single statement only:
             # "...) AS s; COMMIT; DELETE ..." cannot escape the sub-select and its read-only transaction.
@@ -102,13 +132,17 @@ def _fill_from_query(conn: psycopg.Connection, query: str, params: dict[str, Any
             if column is None:
                 raise AudienceError(
                     f"{label} must return a member_id column (got {', '.join(columns) or 'no columns'})")
-            conn.execute(
-                sql.SQL("INSERT INTO pp_audience (member_id) SELECT segment.{}::text FROM ({}) AS segment"
-                        " WHERE segment.{} IS NOT NULL").format(
-                    sql.Identifier(column), body, sql.Identifier(column)),
-                bound,
-                binary=True,
-            )
+            if not params and _segment_function_available(conn):
+                # Custom SQL: inside the SECURITY DEFINER function no set_config('role', ...) can leave the role.
+                conn.execute(CONTAINED_INSERT_SQL, {"query": body.as_string(conn), "column": column}, binary=True)
+            else:
+                conn.execute(
+                    sql.SQL("INSERT INTO pp_audience (member_id) SELECT segment.{}::text FROM ({}) AS segment"
+                            " WHERE segment.{} IS NOT NULL").format(
+                        sql.Identifier(column), body, sql.Identifier(column)),
+                    bound,
+                    binary=True,
+                )
     except AudienceError:
         raise
     except psycopg.errors.QueryCanceled as err:
