@@ -47,8 +47,8 @@ def check_location(location: str) -> str:
     """Refuse local paths outside the upload folder; remote object storage URIs pass through."""
     if location.startswith(REMOTE_SCHEMES):
         return location
-    path = Path(location.removeprefix("file://")).resolve()
     root = upload_dir()
+    path = (root / location.removeprefix("file://")).resolve()  # relative paths are inside the upload folder
     if not path.is_relative_to(root):
         raise AudienceError(f"csv_path {location!r} is outside the upload folder {root}: upload it there first")
     return str(path)

@@ -75,7 +75,9 @@ class Template:
             pieces.append(sql.SQL("coalesce(nullif({}, ''), {})").format(column, fallback))
         if not pieces:
             return sql.Literal("")
-        return sql.SQL("concat({})").format(sql.SQL(", ").join(pieces))
+        # Every piece is non-NULL (literals, coalesced values), so || is safe; concat() would cap a
+        # template at 100 parts.
+        return sql.SQL("({})").format(sql.SQL(" || ").join(pieces))
 
 
 def _text_literal(text: str) -> sql.Composable:

@@ -16,8 +16,10 @@ joined AS (
            p.points_balance,
            coalesce(tz.name, %(program_timezone)s) AS timezone,  -- unknown zones fall back to the program's
            CASE WHEN p.id IS NOT NULL THEN {rendered} END AS rendered,
+           -- two passes sharing one PassKit id: the sendable one, else the most recent, keeps it
            row_number() OVER (PARTITION BY p.passkit_internal_id
-                              ORDER BY p.last_updated DESC, r.member_id) AS passkit_rank
+                              ORDER BY (p.status = 'ACTIVE' AND NOT p.opted_out) DESC, p.last_updated DESC,
+                                       r.member_id) AS passkit_rank
     FROM requested r
     LEFT JOIN passes_master p ON p.program_id = %(program_id)s AND p.external_id = r.member_id
     LEFT JOIN users u ON u.id = p.user_id

@@ -188,10 +188,16 @@ def test_file_uri_inside_the_upload_folder_is_accepted(uploads: Path) -> None:
     assert read_bytes(f"file://{path}") == b"CUST-9\n"
 
 
-@pytest.mark.parametrize("location", ["/etc/passwd", "file:///etc/passwd", "relative.csv"])
+@pytest.mark.parametrize("location", ["/etc/passwd", "file:///etc/passwd", "../relative.csv"])
 def test_path_outside_the_upload_folder_is_refused(uploads: Path, location: str) -> None:
     with pytest.raises(AudienceError, match=r"is outside the upload folder .*upload it there first"):
         check_location(location)
+
+
+def test_a_relative_path_names_a_file_in_the_upload_folder(uploads: Path) -> None:
+    (uploads / "vip.csv").write_bytes(b"CUST-9\n")
+    assert check_location("vip.csv") == str((uploads / "vip.csv").resolve())
+    assert read_bytes("vip.csv") == b"CUST-9\n"
 
 
 def test_traversal_out_of_the_upload_folder_is_refused(uploads: Path) -> None:
