@@ -55,7 +55,9 @@ FLUSH_EVERY_ROWS = 500
 @dataclass(frozen=True)
 class SendOptions:
     rate_limit_per_second: float
-    max_attempts: int = 4  # per recipient within one pass; reconcile makes one more bounded pass
+    # Per recipient within one pass, ~25 s of backoff in all (0.25, 0.5, 1 ... 10 s): a short PassKit
+    # outage is waited out. Reconcile makes one more bounded pass.
+    max_attempts: int = 8
     max_backoff_seconds: float = 10.0
     max_in_flight: int = 64
     quiet_hours: QuietHours | None = None
@@ -150,15 +152,18 @@ WHERE r.campaign_id = %(campaign_id)s AND r.member_id = v.member_id
 """
 
 
-def _wait_for(retry_state: RetryCallState) -> float:
-    """Honour the server's Retry-After (or PassKit's 250 ms for 503) before our own backoff."""
-    result = retry_state.outcome.result() if retry_state.outcome else None
-    if isinstance(result, SendResult) and result.retry_after is not None:
-        return result.retry_after
-    return _BACKOFF(retry_state)
+class _Backoff:
+    """Exponential backoff with jitter, never shorter than the server's Retry-After (or PassKit's 250 ms
+    for a 503). The hint is a floor, not the whole wait: repeating every 250 ms would give up on a
+    recipient within a second of an outage that PassKit says to wait out."""
 
+    def __init__(self, max_seconds: float) -> None:
+        self._exponential = wait_exponential_jitter(initial=0.25, max=max_seconds, jitter=0.25)
 
-_BACKOFF = wait_exponential_jitter(initial=0.25, max=10.0, jitter=0.25)
+    def __call__(self, retry_state: RetryCallState) -> float:
+        result = retry_state.outcome.result() if retry_state.outcome else None
+        floor = result.retry_after if isinstance(result, SendResult) and result.retry_after is not None else 0.0
+        return max(floor, self._exponential(retry_state))
 
 
 class BatchSender:
@@ -239,7 +244,7 @@ class BatchSender:
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.options.max_attempts),
-            wait=_wait_for,
+            wait=_Backoff(self.options.max_backoff_seconds),
             retry=retry_if_result(lambda r: r.outcome is Outcome.RETRYABLE and self._abort is None),
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         )
