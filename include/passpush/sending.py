@@ -354,8 +354,10 @@ class BatchSender:
             progress.maybe_log()
         for recipient in queue:
             self._release(recipient)
-        if in_flight:
-            await asyncio.wait(in_flight)
+        while in_flight:  # the last rows: keep writing answers back, so a crash loses only what is in flight
+            await asyncio.wait(in_flight, timeout=FLUSH_EVERY_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+            await self.flush()
+            progress.maybe_log()
         await self.flush(force=True)
         if self.options.quiet_hours and self.options.quiet_hours.policy == "wait" and not self._abort:
             await self._apply_quiet_hours(statuses)
