@@ -103,6 +103,13 @@ def test_a_post_from_another_origin_is_refused(admin: TestClient) -> None:
     assert "cross-origin" in response.json()["detail"]
 
 
+def test_a_post_from_the_page_itself_passes_the_origin_check(admin: TestClient) -> None:
+    for headers in ({"Origin": "http://testserver"},
+                    {"Origin": "https://airflow.example.com", "X-Forwarded-Host": "airflow.example.com"}):
+        response = admin.post(f"{URL_PREFIX}/api/preview", json={"program_id": "x"}, headers=headers)
+        assert response.status_code == 422, (headers, response.text)  # past the check, refused for the form
+
+
 def test_only_the_page_files_are_served(admin: TestClient) -> None:
     script = admin.get(f"{URL_PREFIX}/static/app.js")
     assert script.status_code == 200

@@ -38,10 +38,19 @@ def may_trigger(user: BaseUser) -> bool:
         method="POST", access_entity=DagAccessEntity.RUN, details=DagDetails(id=DAG_ID), user=user)
 
 
+def _own_hosts(request: Request) -> set[str]:
+    """The names this server answers to: as asked, as a proxy forwarded it, as ``[api] base_url`` says."""
+    from airflow.configuration import conf
+
+    hosts = {request.headers.get("host"), request.headers.get("x-forwarded-host"),
+             urlsplit(conf.get("api", "base_url", fallback="") or "").netloc}
+    return {h for h in hosts if h}
+
+
 async def same_origin(request: Request) -> None:
     """Refuse a state-changing request sent by a page of another origin."""
     origin = request.headers.get("origin")
-    if origin and urlsplit(origin).netloc != request.headers.get("host"):
+    if origin and urlsplit(origin).netloc not in _own_hosts(request):
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"cross-origin request from {origin} refused")
 
 

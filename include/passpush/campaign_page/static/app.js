@@ -569,11 +569,12 @@ function renderDetailStats(detail) {
   const counts = detail.counts;
   const pending = (counts.PENDING || 0) + (counts.SENDING || 0) + (counts.RETRYABLE || 0);
   const total = Object.values(counts).reduce((a, b) => a + b, 0);
-  const toSend = total - (counts.SKIPPED || 0);
+  const toSend = total - (counts.SKIPPED || 0) - (counts.HELD_OUT || 0);
   const stats = [
     ["Targeted", total], ["Sent", counts.SENT || 0], ["Failed", counts.FAILED || 0],
     ["Skipped", counts.SKIPPED || 0], ["Cancelled", counts.CANCELLED || 0], ["To send", pending],
   ];
+  if (counts.HELD_OUT) stats.splice(4, 0, ["Held out", counts.HELD_OUT]);
   $("detail-stats").replaceChildren(...stats.map(([label, value]) =>
     el("div", { class: "stat" }, el("span", { class: "value", text: num(value) }), el("span", { class: "muted", text: label }))));
   const running = !detail.final && toSend > 0;
