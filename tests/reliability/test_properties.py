@@ -63,7 +63,7 @@ def test_any_csv_like_text_is_read_or_refused_with_an_audience_error(text: str) 
 @given(st.lists(st.text(alphabet=CSV_ALPHABET, min_size=1, max_size=12), min_size=1, max_size=20))
 def test_a_single_bad_cell_refuses_the_whole_file(cells: list[str]) -> None:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv.writer(buffer, lineterminator="\r\n")  # as spreadsheets write: cells with \r or \n get quoted
     writer.writerow(["member_id"])
     writer.writerows([cell] for cell in cells)
     ids = _read_all(buffer.getvalue().encode("utf-8", "surrogatepass"))
