@@ -318,23 +318,24 @@ AUTH_SETTINGS = Settings(api_key="key-1", api_secret=SECRET, forbidden_keys=["ke
 
 
 @pytest.mark.parametrize(
-    ("header", "status"),
+    ("make_header", "status"),
     [
-        (token(), None),
-        ("Bearer " + token(), None),
-        (None, 401),
-        ("not-a-jwt", 401),
-        (token(secret="another-secret-0123456789abcdefgh"), 401),
-        (token(uid="someone-else"), 401),
-        (token(exp=time.time() - 10), 401),
-        (token(iat=time.time() + 120), 401),
-        (token(uid="key-ro"), 403),
+        # Tokens are minted when the test runs, not at collection: a long suite would see them expire.
+        (lambda: token(), None),
+        (lambda: "Bearer " + token(), None),
+        (lambda: None, 401),
+        (lambda: "not-a-jwt", 401),
+        (lambda: token(secret="another-secret-0123456789abcdefgh"), 401),
+        (lambda: token(uid="someone-else"), 401),
+        (lambda: token(exp=time.time() - 10), 401),
+        (lambda: token(iat=time.time() + 120), 401),
+        (lambda: token(uid="key-ro"), 403),
     ],
     ids=["raw", "bearer", "missing", "garbage", "bad-signature", "wrong-uid", "expired", "iat-future",
          "forbidden"],
 )
-def test_authenticator(header: str | None, status: int | None) -> None:
-    denied = Authenticator().check(header, AUTH_SETTINGS)
+def test_authenticator(make_header: Callable[[], str | None], status: int | None) -> None:
+    denied = Authenticator().check(make_header(), AUTH_SETTINGS)
     assert (denied.status if denied else None) == status
 
 
