@@ -4,6 +4,7 @@ buzz rule, Google's quota on the emulator clock, settings validation, JWT checks
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import jwt
 import pytest
