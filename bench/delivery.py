@@ -1,0 +1,228 @@
+"""Scenarios 1, 2 and 3 (through the DAG) and 5 (the naive baseline on the same emulator settings).
+
+What PassKit saw is read from the emulator: every request's arrival time (its request log), the
+requests its rate limiter refused (429s passpush provoked), the faults it injected, and which passes
+were updated (lock-screen notifications on Apple passes, silent updates on Google ones), so "nothing
+lost" and "nobody buzzed twice" are checked on the phones' side, not on passpush's own books.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bench import config
+from bench.config import Sizes, Targets
+from bench.dagrun import CampaignRun, Runner, run_campaign
+from bench.report import Figure
+from bench.stack import emulator, step
+from passpush.emulator.control import EmulatorControl, EmulatorProcess
+
+GAP_SECONDS = 0.25  # a pause between two requests this long is a gap (at 196/s they come every 5 ms)
+MEMBER_ROUTES = ("GET /members/member/id/", "PUT /members/member")
+
+
+@dataclass
+class Delivery:
+    requests: int
+    rate_limited: int  # 429s from the emulator's rate limiter: provoked by the sender
+    injected_faults: int
+    span_seconds: float  # first to last request to a member
+    requests_per_second: float
+    within_tasks_rps: float  # the same with pauses of more than GAP_SECONDS taken out
+    gaps: int
+    gap_seconds: float
+    max_per_100ms: int
+    delivered_passes: int
+    notifications: int
+    members_over_1: int
+
+
+def _arrivals(control: EmulatorControl, limit: int) -> list[float]:
+    times = []
+    for entry in control.request_log(limit=limit):
+        if entry["route"].startswith(MEMBER_ROUTES):
+            at = datetime.fromisoformat(entry["time"].replace("Z", "+00:00")).timestamp()
+            times.append(at - entry["ms"] / 1000.0)
+    return sorted(times)
+
+
+def _delivered(control: EmulatorControl, program: str) -> int:
+    events = control.notifications(kind="all", program_id=program)
+    return len({e["passId"] for e in events if e["kind"] in ("notification", "silent")})
+
+
+def measure(control: EmulatorControl, passkit_program_id: str, log_limit: int) -> Delivery:
+    arrivals = _arrivals(control, log_limit)
+    span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else 0.0
+    pauses = [b - a for a, b in itertools.pairwise(arrivals) if b - a > GAP_SECONDS]
+    per_100ms = Counter(int(t * 10) for t in arrivals)
+    stats, summary = control.stats(), control.notification_summary(passkit_program_id)
+    busy = span - sum(pauses)
+    return Delivery(
+        requests=len(arrivals), rate_limited=int(stats["rate_limited"]), injected_faults=int(stats["faults_total"]),
+        span_seconds=span, requests_per_second=(len(arrivals) - 1) / span if span else 0.0,
+        within_tasks_rps=(len(arrivals) - 1 - len(pauses)) / busy if busy > 0 else 0.0,
+        gaps=len(pauses), gap_seconds=sum(pauses), max_per_100ms=max(per_100ms.values(), default=0),
+        delivered_passes=_delivered(control, passkit_program_id), notifications=int(summary["total"]),
+        members_over_1=int(summary["members_over_1"]))
+
+
+@dataclass
+class Scenario:
+    key: str
+    mode: str  # metadata_update: read_modify_write (GET + PUT per send) or merge (one PUT)
+    batch_size: int
+    limited: bool = True
+    faults: bool = False
+
+    @property
+    def requests_per_send(self) -> int:
+        return 2 if self.mode == "read_modify_write" else 1
+
+
+def _emulator_settings(scenario: Scenario, recipients: int) -> dict[str, Any]:
+    settings: dict[str, Any] = {"request_log_size": int(recipients * 2.5) + 1000}
+    if scenario.limited:
+        settings.update(rate_limit_per_second=config.LIMIT_PER_SECOND, latency_ms_min=config.LATENCY_MS[0],
+                        latency_ms_max=config.LATENCY_MS[1])
+    else:
+        settings.update(latency_ms_min=config.ENGINE_LATENCY_MS[0], latency_ms_max=config.ENGINE_LATENCY_MS[1])
+    if scenario.faults:
+        settings.update(config.FAULTS)
+    return settings
+
+
+def seed_into(runner: Runner, emu: EmulatorProcess, members: int, seed: int, label: str) -> dict[str, Any]:
+    return step("seed", {"conninfo": runner.conninfo, "members": members, "seed": seed,
+                         "emulator_url": emu.url}, runner.log_dir, f"seed-{label}").result
+
+
+def conf_for(program: dict[str, Any], batch_size: int) -> dict[str, Any]:
+    eligible = program["eligible_apple"] + program["eligible_google"]
+    return {"program_id": program["program_id"], "name": "bench", "message": config.MESSAGE,
+            "audience": "all_active", "dry_run": False, "confirm_recipients": eligible, "batch_size": batch_size}
+
+
+@dataclass
+class DeliveryRun:
+    scenario: Scenario
+    recipients: int
+    run: CampaignRun
+    delivery: Delivery
+    rate: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"scenario": asdict(self.scenario), "recipients": self.recipients, "run": asdict(self.run),
+                "delivery": asdict(self.delivery), "rate": self.rate}
+
+
+def run_delivery(runner: Runner, scenario: Scenario, recipients: int, seed: int) -> DeliveryRun:
+    """Fresh emulator and program, one campaign through the DAG, what the emulator saw."""
+    settings = _emulator_settings(scenario, recipients)
+    rate = config.LIMIT_PER_SECOND * config.RATE_FACTOR if scenario.limited else config.UNTHROTTLED_RATE
+    emu = emulator(runner.log_dir, scenario.key, **settings)
+    try:
+        runner.prepare(emu)
+        program = seed_into(runner, emu, recipients, seed, scenario.key)
+        run = run_campaign(runner, emu, conf_for(program, scenario.batch_size), rate=rate, mode=scenario.mode,
+                           label=f"dag-{scenario.key}")
+        delivery = measure(emu.control, program["passkit_program_id"], settings["request_log_size"])
+    finally:
+        emu.stop()
+    return DeliveryRun(scenario, program["eligible_apple"] + program["eligible_google"], run, delivery, rate)
+
+
+def _sends_per_second(result: DeliveryRun) -> float:
+    sends = result.run.campaign.get("sent_count") or 0
+    return sends / result.delivery.span_seconds if result.delivery.span_seconds else 0.0
+
+
+def efficiency_figures(result: DeliveryRun, targets: Targets, label: str) -> list[Figure]:
+    """Scenario 1 or 2: rate against the limit, whole run against the ideal, 429s, lost, twice."""
+    d, run, s = result.delivery, result.run, result.scenario
+    limit = config.LIMIT_PER_SECOND
+    target = targets.efficiency_faults if s.faults else targets.efficiency
+    ideal = result.recipients * s.requests_per_send / limit
+    lost = result.recipients - d.delivered_passes
+    sc = "2 faults" if s.faults else "1 delivery"
+    rps_note = (f"{d.requests_per_second / limit:.1%} of the limit; passpush set to {result.rate:g}/s "
+                f"({config.RATE_FACTOR:g}x); {_sends_per_second(result):.0f} sends/s")
+    figures = [
+        Figure(sc, f"request rate over the send phase, {label}", d.requests_per_second, "req/s",
+               target * limit, ">=", rps_note),
+        Figure(sc, f"request rate within send_batch tasks, {label}", d.within_tasks_rps, "req/s",
+               target * limit, ">=", f"{d.gaps} gaps > {GAP_SECONDS:g} s between tasks, {d.gap_seconds:.1f} s"),
+        Figure(sc, f"429s provoked by passpush, {label}", d.rate_limited, "", 0, "=="),
+        Figure(sc, f"messages lost, {label}", lost, "", 0, "==",
+               f"{d.delivered_passes} of {result.recipients} passes updated; campaign {run.campaign.get('status')}"),
+        Figure(sc, f"members buzzed twice, {label}", d.members_over_1, "", 0, "=="),
+    ]
+    if not s.faults:
+        figures.insert(2, Figure(sc, f"whole DAG run, {label}", run.run_seconds, "s",
+                                 targets.dag_vs_ideal * ideal, "<=",
+                                 f"ideal {ideal:.0f} s = {result.recipients * s.requests_per_send} requests / "
+                                 f"{limit:g}/s; {run.run_seconds / ideal:.3f}x ideal; CLI process "
+                                 f"{run.process_seconds:.0f} s"))
+    else:
+        figures.append(Figure(sc, f"faults injected, {label}", d.injected_faults, "", note=(
+            f"{d.injected_faults / max(d.requests, 1):.1%} of requests; campaign failed_count "
+            f"{run.campaign.get('failed_count')}")))
+    figures.append(Figure(sc, f"peak RSS of the airflow process, {label}", run.peak_rss_mb, "MB",
+                          targets.task_peak_mb, "<=", "every task of the run, and Airflow, in one process"))
+    return figures
+
+
+def engine_dag_figures(result: DeliveryRun, targets: Targets, label: str) -> list[Figure]:
+    """Scenario 3 through the DAG: sends per second over the send phase, emulator included."""
+    d, run = result.delivery, result.run
+    return [
+        Figure("3 engine", f"sends/s through the DAG, {label}", _sends_per_second(result), "sends/s",
+               targets.engine_sends_per_second, ">=",
+               f"{d.requests_per_second:.0f} req/s; {d.gaps} gaps between tasks ({d.gap_seconds:.1f} s); "
+               f"DAG run {run.run_seconds:.1f} s, CLI {run.process_seconds:.0f} s"),
+        Figure("3 engine", f"sends/s within send_batch tasks, {label}",
+               d.within_tasks_rps / result.scenario.requests_per_send, "sends/s"),
+    ]
+
+
+def run_baseline(log_dir: Path, conninfo: str, sizes: Sizes, faults: bool, seed: int) -> dict[str, Any]:
+    """Scenario 5: the naive sender against the emulator settings of scenario 1 (or 2)."""
+    scenario = Scenario("naive-faults" if faults else "naive", "merge", 0, faults=faults)
+    settings = _emulator_settings(scenario, sizes.baseline_recipients)
+    emu = emulator(log_dir, scenario.key, **settings)
+    try:
+        program = step("seed", {"conninfo": conninfo, "members": sizes.baseline_recipients, "seed": seed,
+                                "emulator_url": emu.url}, log_dir, f"seed-{scenario.key}").result
+        result = step("baseline", {"conninfo": conninfo, "program_id": program["program_id"], "url": emu.url,
+                                   "api_key": emu.api_key, "api_secret": emu.api_secret,
+                                   "limit": sizes.baseline_recipients, "message": config.MESSAGE},
+                      log_dir, f"baseline-{scenario.key}").result
+        delivery = measure(emu.control, program["passkit_program_id"], settings["request_log_size"])
+    finally:
+        emu.stop()
+    return {"naive": result, "delivery": asdict(delivery), "recipients": result["members"]}
+
+
+def baseline_figures(naive: dict[str, Any], passpush: DeliveryRun, label: str) -> list[Figure]:
+    """Scenario 5: the naive sender next to passpush on the same settings."""
+    n, d = naive["naive"], naive["delivery"]
+    naive_rate = n["sent"] / n["seconds"] if n["seconds"] else 0.0
+    ours = _sends_per_second(passpush)
+    lost = naive["recipients"] - d["delivered_passes"]
+    ours_lost = passpush.recipients - passpush.delivery.delivered_passes
+    projected = passpush.recipients / naive_rate if naive_rate else float("nan")
+    return [
+        Figure("5 baseline", f"naive sends/s, {label}", naive_rate, "sends/s",
+               note=f"{naive['recipients']} recipients; 20k would take {projected:.0f} s"),
+        Figure("5 baseline", f"throughput passpush / naive, {label}", ours / naive_rate if naive_rate else None,
+               "x", note=f"passpush {ours:.0f} sends/s (merge, same settings)"),
+        Figure("5 baseline", f"naive messages lost, {label}", lost, "",
+               note=f"{lost / max(naive['recipients'], 1):.1%}; passpush lost {ours_lost}"),
+        Figure("5 baseline", f"naive 429s provoked, {label}", d["rate_limited"], "",
+               note=f"passpush {passpush.delivery.rate_limited}; naive peak {d['max_per_100ms']} req per 100 ms"),
+    ]
