@@ -6,7 +6,6 @@ and DRY_RUN for a preview that sends nothing.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +14,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from passpush.campaign_spec import CampaignSpec
-from passpush.errors import CampaignAbortedError, CampaignConfigError
+from passpush.errors import CampaignConfigError
 
 FINAL_STATUSES = ("COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "CANCELLED", "DRY_RUN")
 
@@ -113,31 +112,10 @@ def confirm(conn: psycopg.Connection, campaign_id: str, count: int, confirmed_by
     )
 
 
-def abort(conn: psycopg.Connection, campaign_id: str, reason: str) -> None:
-    """Record why the campaign must stop; every sender checks this before each chunk."""
-    conn.execute(
-        "UPDATE push_campaigns SET abort_reason = coalesce(abort_reason, %s), updated_at = now() WHERE id = %s",
-        (reason, campaign_id),
-    )
-
-
-def check_not_aborted(conn: psycopg.Connection, campaign_id: str) -> None:
-    row = conn.execute("SELECT abort_reason FROM push_campaigns WHERE id = %s", (campaign_id,)).fetchone()
-    if row and row[0]:
-        raise CampaignAbortedError(f"campaign {campaign_id} was stopped: {row[0]}")
-
-
 def record_failure(conn: psycopg.Connection, campaign_id: str, error: Exception) -> None:
     """A validation failure ends the campaign before any push; keep the message for the history."""
-    set_status(conn, campaign_id, "FAILED", abort_reason=f"{type(error).__name__}: {error}",
-               finished_at=_now(conn))
-
-
-def _now(conn: psycopg.Connection) -> Any:
-    row = conn.execute("SELECT now()").fetchone()
-    assert row is not None
-    return row[0]
-
-
-def to_json(value: Any) -> str:
-    return json.dumps(value, default=str)
+    conn.execute(
+        "UPDATE push_campaigns SET status = 'FAILED', abort_reason = %s, finished_at = now(), updated_at = now()"
+        " WHERE id = %s",
+        (f"{type(error).__name__}: {error}", campaign_id),
+    )
