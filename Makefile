@@ -22,7 +22,7 @@ demo: $(STAMP)
 
 ## Install everything and run the whole test suite.
 test: $(STAMP)
-	$(VENV)/bin/ruff check include dags plugins tests bench
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 
 ## Airflow standalone on http://localhost:8080 with the same database, emulator, pool and connections.
@@ -38,7 +38,7 @@ cluster-down: $(STAMP)
 	$(PY) -m passpush.cluster down
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check include dags plugins tests bench
+	$(VENV)/bin/ruff check .
 
 bench: $(STAMP)
 	$(PY) -m bench.run

@@ -213,11 +213,13 @@ def _campaign_graph() -> None:
             raise AirflowFailException(str(err)) from err
 
     @task(trigger_rule="all_done")
-    def reconcile(campaign_id: str) -> dict[str, Any]:
+    def reconcile(campaign_id: str | None) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
         from passpush import tasks
 
+        if not campaign_id:  # create_campaign failed: nothing to close, and retrying will not change that
+            raise AirflowFailException("no campaign was created: see the create_campaign task's log")
         result = tasks.reconcile(campaign_id)
         if result["status"] == "FAILED":  # the run's state should say what the campaign's does
             raise AirflowFailException(f"campaign {campaign_id} FAILED: {result}")

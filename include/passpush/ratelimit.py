@@ -33,6 +33,8 @@ RETURNING extract(epoch FROM (r.next_free - clock_timestamp()))::float8 - %(span
 # How much traffic one reservation covers: small enough to share the rate fairly between
 # senders, large enough to keep the database out of the hot path.
 WINDOW_SECONDS = 0.1
+# A slot this far in the past was missed (event loop busy, GC pause): using it now would add a burst.
+STALE_AFTER_SECONDS = 0.05
 
 
 class GlobalRateLimiter:
@@ -48,6 +50,7 @@ class GlobalRateLimiter:
         self._slots: deque[float] = deque()
         self._lock = asyncio.Lock()
         self.reservations = 0
+        self.dropped = 0
 
     @property
     def rate(self) -> float:
@@ -65,12 +68,21 @@ class GlobalRateLimiter:
 
     async def acquire(self) -> None:
         async with self._lock:
+            self._drop_stale_slots()
             if not self._slots:
                 await self._reserve()
             slot = self._slots.popleft()
         delay = slot - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
+
+
+    def _drop_stale_slots(self) -> None:
+        """Slots missed while the event loop stalled are given up, not fired together as a burst."""
+        horizon = time.monotonic() - STALE_AFTER_SECONDS
+        while self._slots and self._slots[0] < horizon:
+            self._slots.popleft()
+            self.dropped += 1
 
 
 def limiter_key(base_url: str, api_key: str) -> str:

@@ -55,7 +55,8 @@ def resolve_audience(campaign_id: str, *, conninfo: str | None = None) -> dict[s
             conn.commit()
             raise
     log.info("%s", preview.headline())
-    return preview.as_dict()
+    # XCom gets counts only: samples carry members' names and stay in push_campaigns.preview.
+    return {k: v for k, v in preview.as_dict().items() if k not in {"samples", "unknown_sample"}}
 
 
 APPROVAL_TASK = "approve_send"
@@ -108,11 +109,11 @@ def approval_subject(preview: dict[str, Any]) -> str:
 
 def approval_body(preview: dict[str, Any]) -> str:
     skipped = "\n".join(f"| {reason} | {count} |" for reason, count in sorted(preview["skipped"].items()))
-    samples = "\n".join(f"- `{s['member_id']}` ({s['wallet']}): {s['message']}" for s in preview["samples"])
     return (f"**{preview['eligible']}** recipients of {preview['targeted']} targeted, "
-            f"in {preview['batches']} batches.\n\n"
+            f"in {preview['batches']} batches; {preview.get('held_out', 0)} held out.\n\n"
             f"| skipped because | members |\n|---|---|\n{skipped or '| - | 0 |'}\n\n"
-            f"Rendered samples:\n{samples}\n\nReject (or no answer within the time-out) cancels the campaign.")
+            "Rendered samples are on the campaign's preview (Push campaigns page, push_campaigns.preview).\n\n"
+            "Reject (or no answer within the time-out) cancels the campaign.")
 
 
 def plan_batches(campaign_id: str, *, conninfo: str | None = None,
