@@ -19,13 +19,15 @@ import yaml
 from passpush.campaign_spec import DEFAULT_COOLDOWN_DAYS, SEGMENTS, parse_conf
 from passpush.errors import PassPushError
 from passpush.paths import PROJECT_ROOT
+from passpush.quiet_hours import DEFAULT_END, DEFAULT_START
 
 CONFIG_ENV = "PASSPUSH_RECURRING_CONFIG"
 DEFAULT_CONFIG = PROJECT_ROOT / "include" / "campaigns.yaml"
 DEFAULT_HOLDOUT_PERCENT = 10.0
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,60}")
 _FIELDS = {"name", "title", "program_id", "schedule", "timezone", "audience", "message", "max_recipients",
-           "cooldown_days", "holdout_percent", "enabled", "batch_size", "rate_limit_per_second"}
+           "cooldown_days", "holdout_percent", "enabled", "batch_size", "rate_limit_per_second", "quiet_hours",
+           "quiet_hours_start", "quiet_hours_end", "quiet_hours_policy"}
 _PLACEHOLDER_PROGRAM = "00000000-0000-0000-0000-000000000000"
 
 
@@ -49,6 +51,11 @@ class RecurringCampaign:
     enabled: bool = True
     batch_size: int = 1000
     rate_limit_per_second: float | None = None
+    # Nobody watches a scheduled run: members asleep in their own time zone wait for their morning.
+    quiet_hours: bool = True
+    quiet_hours_start: str = DEFAULT_START
+    quiet_hours_end: str = DEFAULT_END
+    quiet_hours_policy: str = "wait"
 
     @property
     def dag_id(self) -> str:
@@ -67,7 +74,9 @@ class RecurringCampaign:
             "segment_params": self.segment_params, "max_recipients": self.max_recipients,
             "dry_run": not self.live, "holdout_percent": self.holdout_percent, "recurring_key": self.name,
             "cooldown_days": self.cooldown_days, "batch_size": self.batch_size,
-            "rate_limit_per_second": self.rate_limit_per_second,
+            "rate_limit_per_second": self.rate_limit_per_second, "quiet_hours": self.quiet_hours,
+            "quiet_hours_start": self.quiet_hours_start, "quiet_hours_end": self.quiet_hours_end,
+            "quiet_hours_policy": self.quiet_hours_policy,
         }
 
 
@@ -122,6 +131,10 @@ def _parse_entry(path: Path, node: yaml.Node, entry: Any) -> RecurringCampaign:
         max_recipients=entry.get("max_recipients"), cooldown_days=entry.get("cooldown_days", DEFAULT_COOLDOWN_DAYS),
         holdout_percent=entry.get("holdout_percent", DEFAULT_HOLDOUT_PERCENT), enabled=bool(entry.get("enabled", True)),
         batch_size=entry.get("batch_size", 1000), rate_limit_per_second=entry.get("rate_limit_per_second"),
+        quiet_hours=entry.get("quiet_hours", True),
+        quiet_hours_start=str(entry.get("quiet_hours_start", DEFAULT_START)),
+        quiet_hours_end=str(entry.get("quiet_hours_end", DEFAULT_END)),
+        quiet_hours_policy=entry.get("quiet_hours_policy", "wait"),
     )
     _validate_as_conf(path, node, campaign)
     return campaign

@@ -46,6 +46,7 @@ def test_shipped_file_declares_the_slumber_winback_not_live_until_a_program_is_s
     assert campaign.cooldown_days == 30 and campaign.holdout_percent == 10
     assert not campaign.live
     assert campaign.conf()["dry_run"] is True
+    assert campaign.conf()["quiet_hours"] is True  # unattended runs never buzz anyone at night
 
 
 def test_good_file(tmp_path: Path) -> None:
@@ -65,6 +66,7 @@ def test_good_file(tmp_path: Path) -> None:
     (("min_points: 2000", "min_pints: 2000"), 10, "no parameter"),
     (("holdout_percent: 5", "holdout_percent: 90"), 10, "holdout_percent"),
     (("holdout_percent: 5", "holdout_prcent: 5"), 16, "unknown field"),
+    (("holdout_percent: 5", "quiet_hours_end: \"breakfast\""), 10, "quiet_hours_end"),
     (("name: whales_monthly", "name: slumber_winback"), 10, "used twice"),
 ])
 def test_bad_file_names_file_line_and_problem(tmp_path: Path, change: tuple[str, str], line: int,
