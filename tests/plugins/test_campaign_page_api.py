@@ -40,10 +40,14 @@ def _form(program: SeededProgram, **extra: Any) -> dict[str, Any]:
 
 
 def _dry_run_preview(conf: dict[str, Any], conninfo: str) -> dict[str, Any]:
-    """What the DAG's first two tasks produce for this conf as a dry run."""
+    """The preview the DAG's first two tasks store on the campaign for this conf as a dry run."""
     campaign_id = tasks.create_campaign({**conf, "dry_run": True}, dag_id="dry_run_reference",
                                         run_id=uuid.uuid4().hex, conninfo=conninfo)
-    return tasks.resolve_audience(campaign_id, conninfo=conninfo)
+    counts = tasks.resolve_audience(campaign_id, conninfo=conninfo)  # what goes to XCom
+    with psycopg.connect(conninfo) as conn:
+        (stored,) = conn.execute("SELECT preview FROM push_campaigns WHERE id = %s", (campaign_id,)).fetchone()
+    assert counts.items() <= stored.items()
+    return stored
 
 
 def _member_ids(db: psycopg.Connection, program: SeededProgram, limit: int) -> list[str]:
