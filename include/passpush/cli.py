@@ -45,11 +45,13 @@ def _ensure_program(conninfo: str, emulator_url: str) -> str:
     import psycopg
 
     from passpush.emulator.control import EmulatorControl
-    from passpush.seed import SeedSpec, seed_program
+    from passpush.seed import SeedSpec, enrol_existing, seed_program
 
     with psycopg.connect(conninfo) as conn:
         row = conn.execute("SELECT id::text FROM programs ORDER BY created_at DESC LIMIT 1").fetchone()
     if row:
+        # The emulator keeps members in memory: a fresh one must learn the program's passes again.
+        enrol_existing(conninfo, row[0], EmulatorControl(emulator_url))
         return row[0]
     return seed_program(conninfo, SeedSpec(members=5000, seed=7), EmulatorControl(emulator_url)).program_id
 

@@ -66,9 +66,11 @@ def airflow_env(loyalty_conninfo: str, passkit_conn_json: str | None, *,
 def airflow_command(args: list[str], env: dict[str, str], *, timeout: float | None = None,
                     check: bool = True, capture: bool = False) -> subprocess.CompletedProcess[str]:
     """Run the project's ``airflow`` CLI with the local stack's environment."""
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    return subprocess.run([airflow, *args], env={**os.environ, **env}, timeout=timeout, check=check,
-                          text=True, capture_output=capture)
+    bin_dir = Path(sys.executable).parent
+    # `airflow standalone` starts its components as `airflow ...` from PATH: make it this venv's.
+    path = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+    return subprocess.run([str(bin_dir / "airflow"), *args], env={**os.environ, **env, "PATH": path},
+                          timeout=timeout, check=check, text=True, capture_output=capture)
 
 
 def prepare_airflow(env: dict[str, str], pool_slots: int = DEFAULT_POOL_SLOTS) -> None:

@@ -153,6 +153,24 @@ def emulator_members(program: dict, frame: pd.DataFrame) -> Iterator[dict]:
         }
 
 
+def enrol_existing(conninfo: str, program_id: str, emulator_control: object) -> int:
+    """Enrol a program already in Postgres into a fresh emulator (which keeps members in memory only)."""
+    with psycopg.connect(conninfo) as conn:
+        program_row = conn.execute("SELECT id::text, passkit_program_id, coalesce(passkit_tier_id, 'base')"
+                                   " FROM programs WHERE id = %s", (program_id,)).fetchone()
+        if program_row is None:
+            raise ValueError(f"unknown program {program_id!r}")
+        cur = conn.execute(
+            "SELECT p.passkit_internal_id, p.external_id, p.points_balance, p.wallet, p.status, u.first_name,"
+            " u.last_name, u.zip FROM passes_master p LEFT JOIN users u ON u.id = p.user_id"
+            " WHERE p.program_id = %s", (program_id,))
+        frame = pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description or []])
+    program = {"id": program_row[0], "passkit_program_id": program_row[1], "passkit_tier_id": program_row[2]}
+    frame["first_name"] = frame["first_name"].fillna("")
+    ids = emulator_control.bulk_enrol(emulator_members(program, frame))  # type: ignore[attr-defined]
+    return len(ids)
+
+
 def summarize(program: dict, frame: pd.DataFrame) -> SeededProgram:
     active = frame["status"] == "ACTIVE"
     eligible = active & frame["passkit_internal_id"].notna() & ~frame["opted_out"]
