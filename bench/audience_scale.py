@@ -21,7 +21,7 @@ from typing import Any
 from bench import config
 from bench.config import Targets
 from bench.report import Figure
-from bench.stack import ChildResult, emulator, step
+from bench.stack import ChildResult, StepTimeout, cancel_queries, emulator, step
 from passpush import localdev
 
 SEGMENTS: dict[str, dict[str, Any]] = {
@@ -31,6 +31,7 @@ SEGMENTS: dict[str, dict[str, Any]] = {
     "local": {"audience": "segment", "segment": "local", "segment_params": {"zips": ["90210", "10001"]}},
 }
 MESSAGE = "Hi {first_name|there}, {points} points are waiting for you!"
+STEP_TIMEOUT = 240.0  # a resolution slower than this is stopped and reported as "> 240 s"
 
 
 @dataclass
@@ -55,7 +56,12 @@ def _timed(result: ChildResult, rows: int) -> Timed:
 
 def _resolve(conninfo: str, log_dir: Path, conf: dict[str, Any], label: str,
              env: dict[str, str]) -> tuple[Timed, dict[str, Any]]:
-    result = step("resolve", {"conninfo": conninfo, "conf": conf}, log_dir, label, env=env, timeout=3600)
+    try:
+        result = step("resolve", {"conninfo": conninfo, "conf": conf}, log_dir, label, env=env,
+                      timeout=float(env.get("BENCH_STEP_TIMEOUT", STEP_TIMEOUT)))
+    except StepTimeout as err:  # the resolution is measured as "more than the time-out"
+        cancel_queries(conninfo)
+        return Timed(err.seconds, err.peak_rss_mb, 0, extra={"timed_out": True}), {}
     preview = result.result["preview"]
     return _timed(result, preview["targeted"]), result.result
 
@@ -77,32 +83,38 @@ def run_size(conninfo: str, log_dir: Path, size: int, env: dict[str, str], seed:
         if name == "all_active":  # this one is planned as well: it must be a real (not dry-run) campaign
             conf.update(dry_run=False, confirm_recipients=size)
         run.steps[name], result = _resolve(conninfo, log_dir, conf, f"resolve-{name}-{size}", env)
-        plan_campaign = plan_campaign or result["campaign_id"]
+        plan_campaign = plan_campaign or result.get("campaign_id", "")
     csv_path = Path(env["PASSPUSH_UPLOAD_DIR"]) / f"members-{size}.csv"
     step("write_csv", {"conninfo": conninfo, "program_id": pid, "path": str(csv_path)}, log_dir, f"csv-{size}")
     run.steps["csv"], _ = _resolve(conninfo, log_dir, _conf(pid, size, audience="csv", csv_path=str(csv_path)),
                                    f"resolve-csv-{size}", env)
-    planned = step("plan", {"conninfo": conninfo, "campaign_id": plan_campaign}, log_dir, f"plan-{size}", env=env)
-    run.steps["plan"] = Timed(planned.result["seconds"], planned.peak_rss_mb, run.steps["all_active"].rows,
-                              extra={"batches": planned.result["batches"]})
+    if plan_campaign:
+        planned = step("plan", {"conninfo": conninfo, "campaign_id": plan_campaign}, log_dir, f"plan-{size}",
+                       env=env)
+        run.steps["plan"] = Timed(planned.result["seconds"], planned.peak_rss_mb, run.steps["all_active"].rows,
+                                  extra={"batches": planned.result["batches"]})
     floor = step("insert_floor", {"conninfo": conninfo, "program_id": pid}, log_dir, f"floor-{size}")
     run.steps["insert_floor"] = _timed(floor, floor.result["rows"])
     return run
 
 
-def run_all(conninfo: str, log_dir: Path, sizes: tuple[int, ...], airflow_home: Path) -> list[AudienceRun]:
+def run_all(conninfo: str, log_dir: Path, sizes: tuple[int, ...], airflow_home: Path,
+            step_timeout: float = STEP_TIMEOUT) -> list[AudienceRun]:
     """Every size, with one small emulator for plan_batches' credentials check."""
     emu = emulator(log_dir, "audience")
     try:
         passkit = localdev.passkit_connection_json(emu.url, emu.api_key, emu.api_secret)
         env = localdev.airflow_env(conninfo, passkit, airflow_home=airflow_home)
         env["PASSPUSH_UPLOAD_DIR"] = str(log_dir.parent / "uploads")
+        env["BENCH_STEP_TIMEOUT"] = str(step_timeout)
         return [run_size(conninfo, log_dir, size, env, seed=400 + i) for i, size in enumerate(sizes)]
     finally:
         emu.stop()
 
 
 def _db_note(t: Timed) -> str:
+    if t.extra.get("timed_out"):
+        return f"stopped after {t.seconds:.0f} s (time-out)"
     cpu = f"; database CPU {t.db_cpu_seconds:.1f} s" if t.db_cpu_seconds is not None else ""
     return f"{t.rows:,} rows{cpu}; peak {t.peak_rss_mb:.0f} MB"
 
@@ -112,10 +124,10 @@ def scale_figures(run: AudienceRun, targets: Targets) -> list[Figure]:
     n = f"{run.size:,} passes"
     figures = [Figure("4 audience", f"segment {name} resolved, {n}", run.steps[name].seconds, "s",
                       targets.segment_seconds, "<=", _db_note(run.steps[name])) for name in SEGMENTS]
-    plan = run.steps["plan"]
+    plan = run.steps.get("plan", Timed(float("nan"), 0.0, 0, extra={"batches": None}))
     floor = run.steps["insert_floor"]
     figures += [
-        Figure("4 audience", f"CSV of {run.steps['csv'].rows:,} ids loaded and matched", run.steps["csv"].seconds,
+        Figure("4 audience", f"CSV of {run.size:,} ids loaded and matched", run.steps["csv"].seconds,
                "s", targets.csv_seconds, "<=", _db_note(run.steps["csv"])),
         Figure("4 audience", f"plan_batches for {plan.rows:,} recipients", plan.seconds, "s", targets.plan_seconds,
                "<=", f"peak {plan.peak_rss_mb:.0f} MB"),
@@ -133,10 +145,12 @@ def growth_figures(runs: list[AudienceRun]) -> list[Figure]:
     figures = []
     for run in runs:
         for name in ("all_active", "csv", "plan", "insert_floor"):
-            t = run.steps[name]
-            figures.append(Figure("6 growth", f"audience {run.size:,}: {name}", t.seconds, "s",
-                                  note=f"{t.seconds / max(t.rows, 1) * 1e5:.2f} s per 100k rows; "
-                                       f"peak {t.peak_rss_mb:.0f} MB"))
+            t = run.steps.get(name)
+            if t is None:
+                continue
+            note = (_db_note(t) if t.extra.get("timed_out") else
+                    f"{t.seconds / max(t.rows, 1) * 1e5:.2f} s per 100k rows; peak {t.peak_rss_mb:.0f} MB")
+            figures.append(Figure("6 growth", f"audience {run.size:,}: {name}", t.seconds, "s", note=note))
     return figures
 
 

@@ -97,6 +97,12 @@ def _emulator_settings(scenario: Scenario, recipients: int) -> dict[str, Any]:
     return settings
 
 
+def _check_alive(emu: EmulatorProcess) -> None:
+    if not emu.running():
+        raise RuntimeError(f"the emulator exited during the run (code {emu.process.returncode}); "
+                           f"see {emu.log_path}: the run's figures would be meaningless")
+
+
 def seed_into(runner: Runner, emu: EmulatorProcess, members: int, seed: int, label: str) -> dict[str, Any]:
     return step("seed", {"conninfo": runner.conninfo, "members": members, "seed": seed,
                          "emulator_url": emu.url}, runner.log_dir, f"seed-{label}").result
@@ -131,6 +137,7 @@ def run_delivery(runner: Runner, scenario: Scenario, recipients: int, seed: int)
         program = seed_into(runner, emu, recipients, seed, scenario.key)
         run = run_campaign(runner, emu, conf_for(program, scenario.batch_size), rate=rate, mode=scenario.mode,
                            label=f"dag-{scenario.key}")
+        _check_alive(emu)
         delivery = measure(emu.control, program["passkit_program_id"], settings["request_log_size"])
     finally:
         emu.stop()
@@ -202,6 +209,7 @@ def run_baseline(log_dir: Path, conninfo: str, sizes: Sizes, faults: bool, seed:
                                    "api_key": emu.api_key, "api_secret": emu.api_secret,
                                    "limit": sizes.baseline_recipients, "message": config.MESSAGE},
                       log_dir, f"baseline-{scenario.key}").result
+        _check_alive(emu)
         delivery = measure(emu.control, program["passkit_program_id"], settings["request_log_size"])
     finally:
         emu.stop()

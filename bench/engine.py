@@ -59,8 +59,10 @@ def run_engine(conninfo: str, log_dir: Path, size: int, mode: str, seed: int) ->
         before = _process_cpu(emu.process.pid)
         sent = step("engine", {"conninfo": conninfo, "campaign_id": campaign["campaign_id"], "url": emu.url,
                                "api_key": emu.api_key, "api_secret": emu.api_secret, "metadata_update": mode,
-                               "rate": config.UNTHROTTLED_RATE}, log_dir, label, timeout=3600)
+                               "rate": config.UNTHROTTLED_RATE}, log_dir, label, timeout=max(120.0, size / 300))
         after = _process_cpu(emu.process.pid)
+        if not emu.running():
+            raise RuntimeError(f"the emulator exited during the run; see {emu.log_path}")
     finally:
         emu.stop()
     r = sent.result

@@ -36,7 +36,9 @@ class Bench:
     figures: list[report.Figure] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
     delivery_runs: dict[str, DeliveryRun] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
     seed: int = 100
+    step_timeout: float = audience_scale.STEP_TIMEOUT
 
     def next_seed(self) -> int:
         self.seed += 1
@@ -87,7 +89,7 @@ def scenario_3(bench: Bench) -> None:
 def scenario_4(bench: Bench) -> None:
     print(f"-- audience at {', '.join(f'{s:,}' for s in bench.sizes.audience_growth)} passes", flush=True)
     runs = audience_scale.run_all(bench.runner.conninfo, bench.runner.log_dir, bench.sizes.audience_growth,
-                                  bench.runner.airflow_home)
+                                  bench.runner.airflow_home, bench.step_timeout)
     bench.figures += audience_scale.scale_figures(runs[-1], bench.targets)
     bench.figures += audience_scale.growth_figures(runs)
     bench.details["audience"] = audience_scale.details(runs)
@@ -110,6 +112,18 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
 }
 
 
+def run_scenario(bench: Bench, key: str) -> None:
+    """Run one scenario; a failure is reported as a figure, and the other scenarios still run."""
+    begun = time.monotonic()
+    try:
+        SCENARIOS[key](bench)
+    except Exception as err:  # recorded in the table and the JSON, with the traceback in the output
+        log.exception("scenario %s failed", key)
+        bench.failed.append(key)
+        bench.figures.append(report.Figure(key, "scenario failed", None, note=f"{type(err).__name__}: {err}"[:300]))
+    print(f"   scenario {key} took {time.monotonic() - begun:.0f} s", flush=True)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
@@ -123,6 +137,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=OUT_DIR, help="where results.json and the logs go")
     parser.add_argument("--no-record", action="store_true", help="do not rewrite bench/RESULTS.md")
     parser.add_argument("--keep-database", action="store_true")
+    parser.add_argument("--step-timeout", type=float, default=audience_scale.STEP_TIMEOUT,
+                        help="seconds after which one audience resolution is stopped (reported as '> t')")
     return parser.parse_args(argv)
 
 
@@ -143,22 +159,22 @@ def main(argv: list[str] | None = None) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     with scratch_database(args.database, args.server, keep=args.keep_database) as url:
         runner = Runner(url, log_dir, sizes.runner, args.out / "airflow")
-        bench = Bench(sizes, runner)
+        bench = Bench(sizes, runner, step_timeout=args.step_timeout)
         info = machine(url)
         print(f"bench ({sizes.name}): scenarios {', '.join(selected)}; database {args.database}; "
               f"load average {info['load_average_at_start']}", flush=True)
         for key in selected:
-            begun = time.monotonic()
-            SCENARIOS[key](bench)
-            print(f"   scenario {key} took {time.monotonic() - begun:.0f} s", flush=True)
+            run_scenario(bench, key)
+            report.write_json(args.out / "results.json", bench.figures, info,
+                              _meta(sizes, runner, started, selected), bench.details)
     meta = _meta(sizes, runner, started, selected)
     print("\n" + report.table(bench.figures))
     report.write_json(args.out / "results.json", bench.figures, info, meta, bench.details)
     print(f"\n{args.out / 'results.json'}; {meta['seconds']:.0f} s in all")
-    if sizes.record and not args.no_record and selected == list(SCENARIOS):
+    if sizes.record and not args.no_record and selected == list(SCENARIOS) and not bench.failed:
         report.record_latest(report.markdown(bench.figures, info, meta))
         print(f"latest table recorded in {report.RESULTS_MD}")
-    return 0
+    return 1 if bench.failed else 0
 
 
 if __name__ == "__main__":

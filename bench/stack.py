@@ -128,15 +128,34 @@ def _result_of(log_path: Path) -> dict[str, Any]:
     return {}
 
 
+class StepTimeout(RuntimeError):
+    """A step ran past its time-out and was stopped."""
+
+    def __init__(self, message: str, seconds: float, peak_rss_mb: float) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+        self.peak_rss_mb = peak_rss_mb
+
+
 def step(name: str, args: dict[str, Any], log_dir: Path, label: str, *,
          env: dict[str, str] | None = None, timeout: float = 1800.0) -> ChildResult:
     """Run one ``bench.steps`` function in a child process; raise if it failed."""
     result = run_child([sys.executable, "-m", "bench.steps", name], log_dir / f"{label}.log",
                        env=env, stdin=args, timeout=timeout)
+    if result.returncode == -signal.SIGKILL and result.wall_seconds >= timeout:
+        raise StepTimeout(f"bench step {name} ({label}) stopped after {timeout:.0f} s", result.wall_seconds,
+                          result.peak_rss_mb)
     if result.returncode != 0 or not result.result:
         raise RuntimeError(f"bench step {name} ({label}) failed with exit code {result.returncode}; "
                            f"see {result.log_path}")
     return result
+
+
+def cancel_queries(conninfo: str) -> None:
+    """Cancel what other sessions still run in this (scratch) database: a killed client's query goes on."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
+                     " AND pid <> pg_backend_pid() AND state = 'active'")
 
 
 def backend_cpu_seconds(conn: psycopg.Connection) -> float | None:
