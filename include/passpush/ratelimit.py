@@ -67,14 +67,20 @@ class GlobalRateLimiter:
         self.reservations += 1
 
     async def acquire(self) -> None:
-        async with self._lock:
-            self._drop_stale_slots()
-            if not self._slots:
-                await self._reserve()
-            slot = self._slots.popleft()
-        delay = slot - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        while True:
+            async with self._lock:
+                self._drop_stale_slots()
+                if not self._slots:
+                    await self._reserve()
+                slot = self._slots.popleft()
+            delay = slot - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            # A stall while we slept (a long garbage collection in a big task process) wakes every
+            # waiter at once, each holding a slot that went by: those would leave as one burst.
+            if time.monotonic() - slot <= STALE_AFTER_SECONDS:
+                return
+            self.dropped += 1
 
 
     def _drop_stale_slots(self) -> None:
