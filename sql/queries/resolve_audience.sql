@@ -55,10 +55,12 @@ classified AS (
                 ORDER BY s.sent_at DESC LIMIT 1
             ) = j.rendered THEN 'already_showing'
             -- the holdout: a stable hash of (campaign, member), so re-resolving keeps the same group
-            WHEN ('x' || substr(md5(%(campaign_id)s::text || ':' || j.member_id), 1, 8))::bit(32)::bigint
-                 %% 10000 < %(holdout_basis_points)s THEN 'holdout'
+            WHEN %(holdout_basis_points)s > 0  -- no holdout: no md5 per member
+                 AND ('x' || substr(md5(%(campaign_id)s::text || ':' || j.member_id), 1, 8))::bit(32)::bigint
+                     %% 10000 < %(holdout_basis_points)s THEN 'holdout'
         END AS reason
     FROM joined j
+    OFFSET 0  -- computed once here: inlined, the CASE and its look-ups ran again in each node above
 ),
 numbered AS (
     SELECT c.*,
