@@ -16,6 +16,7 @@ import re
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,8 @@ from bench.stack import ChildResult, run_child, step
 from passpush import localdev
 from passpush.emulator.control import EmulatorProcess
 
-RUN_DURATION = re.compile(r"DagRun Finished: .*?run_duration=([0-9.]+), state=(\w+)")
+RUN_FINISHED = re.compile(r"DagRun Finished: .*?run_start_date=([^,]+), run_end_date=([^,]+), "
+                          r"run_duration=([0-9.]+), state=(\w+)")
 
 
 @dataclass
@@ -62,6 +64,7 @@ class CampaignRun:
     peak_rss_mb: float
     campaign: dict[str, Any]
     log_path: str
+    bounds: tuple[float, float] | None = None  # the run's start and end, epoch seconds
 
 
 def latest_campaign(conninfo: str, program_id: str) -> dict[str, Any]:
@@ -75,12 +78,17 @@ def latest_campaign(conninfo: str, program_id: str) -> dict[str, Any]:
 
 
 def _airflow(runner: Runner, env: dict[str, str], conf: dict[str, Any], label: str,
-             timeout: float) -> tuple[ChildResult, float]:
+             timeout: float) -> tuple[ChildResult, float, tuple[float, float] | None]:
+    """The CLI run; Airflow's own run duration, and the run's start and end (epoch seconds)."""
     airflow = str(Path(sys.executable).with_name("airflow"))
     result = run_child([airflow, "dags", "test", "push_campaign", "-c", json.dumps(conf)],
                        runner.log_dir / f"{label}.log", env=env, timeout=timeout)
-    found = RUN_DURATION.findall(result.log_path.read_text(errors="replace"))
-    return result, float(found[-1][0]) if found else float("nan")
+    found = RUN_FINISHED.findall(result.log_path.read_text(errors="replace"))
+    if not found:
+        return result, float("nan"), None
+    start, end, duration, _ = found[-1]
+    bounds = (datetime.fromisoformat(start).timestamp(), datetime.fromisoformat(end).timestamp())
+    return result, float(duration), bounds
 
 
 def run_campaign(runner: Runner, emulator: EmulatorProcess, conf: dict[str, Any], *, rate: float,
@@ -88,11 +96,11 @@ def run_campaign(runner: Runner, emulator: EmulatorProcess, conf: dict[str, Any]
     """Run one campaign and read back what the campaign row says."""
     env = runner.env(emulator, rate, mode)
     if runner.kind == "airflow":
-        result, run_seconds = _airflow(runner, env, conf, label, timeout)
+        result, run_seconds, bounds = _airflow(runner, env, conf, label, timeout)
     else:
         result = step("campaign_inprocess", {"conninfo": runner.conninfo, "conf": conf}, runner.log_dir,
                       label, env=env, timeout=timeout)
-        run_seconds = float(result.result["seconds"])
+        run_seconds, bounds = float(result.result["seconds"]), (result.result["started"], result.result["ended"])
     campaign = latest_campaign(runner.conninfo, conf["program_id"])
     return CampaignRun(label, result.returncode, run_seconds, result.wall_seconds, result.cpu_seconds,
-                       result.peak_rss_mb, campaign, str(result.log_path))
+                       result.peak_rss_mb, campaign, str(result.log_path), bounds)

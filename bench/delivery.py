@@ -40,6 +40,8 @@ class Delivery:
     delivered_passes: int
     notifications: int
     members_over_1: int
+    first_request: float = 0.0  # epoch seconds
+    last_request: float = 0.0
 
 
 def _arrivals(control: EmulatorControl, limit: int) -> list[float]:
@@ -69,7 +71,8 @@ def measure(control: EmulatorControl, passkit_program_id: str, log_limit: int) -
         within_tasks_rps=(len(arrivals) - 1 - len(pauses)) / busy if busy > 0 else 0.0,
         gaps=len(pauses), gap_seconds=sum(pauses), max_per_100ms=max(per_100ms.values(), default=0),
         delivered_passes=_delivered(control, passkit_program_id), notifications=int(summary["total"]),
-        members_over_1=int(summary["members_over_1"]))
+        members_over_1=int(summary["members_over_1"]), first_request=arrivals[0] if arrivals else 0.0,
+        last_request=arrivals[-1] if arrivals else 0.0)
 
 
 @dataclass
@@ -149,6 +152,15 @@ def _sends_per_second(result: DeliveryRun) -> float:
     return sends / result.delivery.span_seconds if result.delivery.span_seconds else 0.0
 
 
+def _around_sends(result: DeliveryRun) -> str:
+    """How the run's time splits: before the first request, sending, after the last one."""
+    bounds, d = result.run.bounds, result.delivery
+    if not bounds or not d.first_request:
+        return ""
+    return (f"; {d.first_request - bounds[0]:.1f} s before the first request, {d.span_seconds:.1f} s sending, "
+            f"{bounds[1] - d.last_request:.1f} s after the last")
+
+
 def efficiency_figures(result: DeliveryRun, targets: Targets, label: str) -> list[Figure]:
     """Scenario 1 or 2: rate against the limit, whole run against the ideal, 429s, lost, twice."""
     d, run, s = result.delivery, result.run, result.scenario
@@ -173,8 +185,8 @@ def efficiency_figures(result: DeliveryRun, targets: Targets, label: str) -> lis
         figures.insert(2, Figure(sc, f"whole DAG run, {label}", run.run_seconds, "s",
                                  targets.dag_vs_ideal * ideal, "<=",
                                  f"ideal {ideal:.0f} s = {result.recipients * s.requests_per_send} requests / "
-                                 f"{limit:g}/s; {run.run_seconds / ideal:.3f}x ideal; CLI process "
-                                 f"{run.process_seconds:.0f} s"))
+                                 f"{limit:g}/s; {run.run_seconds / ideal:.3f}x ideal{_around_sends(result)}; "
+                                 f"CLI process {run.process_seconds:.0f} s"))
     else:
         figures.append(Figure(sc, f"faults injected, {label}", d.injected_faults, "", note=(
             f"{d.injected_faults / max(d.requests, 1):.1%} of requests; campaign failed_count "
@@ -191,7 +203,7 @@ def engine_dag_figures(result: DeliveryRun, targets: Targets, label: str) -> lis
         Figure("3 engine", f"sends/s through the DAG, {label}", _sends_per_second(result), "sends/s",
                targets.engine_sends_per_second, ">=",
                f"{d.requests_per_second:.0f} req/s; {d.gaps} gaps between tasks ({d.gap_seconds:.1f} s); "
-               f"DAG run {run.run_seconds:.1f} s, CLI {run.process_seconds:.0f} s"),
+               f"DAG run {run.run_seconds:.1f} s{_around_sends(result)}, CLI {run.process_seconds:.0f} s"),
         Figure("3 engine", f"sends/s within send_batch tasks, {label}",
                d.within_tasks_rps / result.scenario.requests_per_send, "sends/s"),
     ]

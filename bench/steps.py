@@ -140,14 +140,15 @@ def campaign_inprocess(args: dict[str, Any]) -> dict[str, Any]:
     from passpush import tasks
 
     url = args["conninfo"]
-    started = time.monotonic()
+    started, wall = time.monotonic(), time.time()
     campaign_id = tasks.create_campaign(args["conf"], dag_id="bench_inprocess", run_id=str(uuid.uuid4()),
                                         conninfo=url)
     tasks.resolve_audience(campaign_id, conninfo=url)
     for batch in tasks.plan_batches(campaign_id, conninfo=url):
         tasks.send_batch(campaign_id, batch, conninfo=url)
     result = tasks.reconcile(campaign_id, conninfo=url)
-    return {"campaign_id": campaign_id, "seconds": time.monotonic() - started, "status": result["status"]}
+    return {"campaign_id": campaign_id, "seconds": time.monotonic() - started, "status": result["status"],
+            "started": wall, "ended": time.time()}
 
 
 def baseline(args: dict[str, Any]) -> dict[str, Any]:
