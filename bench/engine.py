@@ -18,11 +18,14 @@ from bench import config
 from bench.report import Figure
 from bench.stack import emulator, step
 
+DEFAULT_CONNECTIONS = 64  # PassKitSettings.max_connections
+
 
 @dataclass
 class EngineRun:
     size: int
     mode: str
+    connections: int
     sent: int
     seconds: float
     engine_cpu_seconds: float
@@ -46,8 +49,9 @@ def _process_cpu(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_engine(conninfo: str, log_dir: Path, size: int, mode: str, seed: int) -> EngineRun:
-    label = f"engine-{mode}-{size}"
+def run_engine(conninfo: str, log_dir: Path, size: int, mode: str, seed: int,
+               connections: int = DEFAULT_CONNECTIONS) -> EngineRun:
+    label = f"engine-{mode}-{size}-{connections}"
     emu = emulator(log_dir, label, latency_ms_min=config.ENGINE_LATENCY_MS[0],
                    latency_ms_max=config.ENGINE_LATENCY_MS[1])
     try:
@@ -59,7 +63,8 @@ def run_engine(conninfo: str, log_dir: Path, size: int, mode: str, seed: int) ->
         before = _process_cpu(emu.process.pid)
         sent = step("engine", {"conninfo": conninfo, "campaign_id": campaign["campaign_id"], "url": emu.url,
                                "api_key": emu.api_key, "api_secret": emu.api_secret, "metadata_update": mode,
-                               "rate": config.UNTHROTTLED_RATE}, log_dir, label, timeout=max(120.0, size / 300))
+                               "rate": config.UNTHROTTLED_RATE, "max_connections": connections},
+                      log_dir, label, timeout=max(120.0, size / 300))
         after = _process_cpu(emu.process.pid)
         if not emu.running():
             raise RuntimeError(f"the emulator exited during the run; see {emu.log_path}")
@@ -67,19 +72,22 @@ def run_engine(conninfo: str, log_dir: Path, size: int, mode: str, seed: int) ->
         emu.stop()
     r = sent.result
     emulator_cpu = after - before if before is not None and after is not None else None
-    return EngineRun(size, mode, r["sent"], r["seconds"], r["engine_cpu_seconds"], emulator_cpu, sent.peak_rss_mb)
+    return EngineRun(size, mode, connections, r["sent"], r["seconds"], r["engine_cpu_seconds"], emulator_cpu,
+                     sent.peak_rss_mb)
 
 
 def engine_figures(runs: list[EngineRun]) -> list[Figure]:
     figures = []
     for run in runs:
-        label = f"{run.mode}, {run.size:,}"
+        label = f"{run.mode}, {run.size:,}, {run.connections} connections"
         per_request = 2 if run.mode == "read_modify_write" else 1
+        ceiling = run.connections / (config.ENGINE_LATENCY_MS[0] / 1000) / per_request
         emulator_note = (f"; emulator {run.emulator_cpu_seconds / max(run.sent, 1) * 1e6:.0f} us/send"
                          if run.emulator_cpu_seconds is not None else "")
         figures += [
             Figure("3 engine", f"engine alone sends/s, {label}", run.sends_per_second, "sends/s",
-                   note=f"{run.sends_per_second * per_request:.0f} req/s; {run.seconds:.1f} s"),
+                   note=f"{run.sends_per_second * per_request:.0f} req/s; {run.seconds:.1f} s; ceiling "
+                        f"{ceiling:,.0f} sends/s = connections / latency / requests per send"),
             Figure("3 engine", f"engine CPU per send, {label}", run.cpu_us_per_send, "us",
                    note=f"{run.cpu_us_per_send / per_request:.0f} us per request{emulator_note}"),
         ]

@@ -112,8 +112,9 @@ def plan(args: dict[str, Any]) -> dict[str, Any]:
 def _settings(args: dict[str, Any]) -> Any:
     from passpush.passkit import PassKitSettings
 
+    extra = {"max_connections": args["max_connections"]} if args.get("max_connections") else {}
     return PassKitSettings(base_url=args["url"], api_key=args["api_key"], api_secret=args["api_secret"],
-                           metadata_update=args["metadata_update"])
+                           metadata_update=args["metadata_update"], **extra)
 
 
 def engine(args: dict[str, Any]) -> dict[str, Any]:
