@@ -48,9 +48,11 @@ def _number(value: float | None) -> str:
         return "-"
     if math.isnan(value):
         return "nan"
-    if value != 0 and abs(value) < 10:
-        return f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}"
-    return f"{value:,.0f}"
+    if float(value).is_integer() or abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:,.1f}"
+    return f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}"
 
 
 def _cells(figure: Figure) -> list[str]:
