@@ -82,7 +82,9 @@ def markdown(figures: list[Figure], machine: dict[str, Any], meta: dict[str, Any
     head = (f"Run {meta['finished']} ({meta['mode']} mode, {meta['seconds']:.0f} s, runner "
             f"{meta['runner']}) on {machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GB; "
             f"{machine['os']}, Python {machine['python']}, PostgreSQL {machine['postgresql']}, "
-            f"Airflow {machine['airflow']}. Load average {load}.")
+            f"Airflow {machine['airflow']}. Load average {load}. CPU check (ns per step of a fixed Python loop, "
+            f"lower is faster): {machine.get('cpu_check_ns_at_start')} at start, {meta.get('cpu_check_ns_at_end')} "
+            "at end.")
     return head + "\n\n" + "\n".join(rows)
 
 

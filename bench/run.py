@@ -22,7 +22,7 @@ from bench import audience_scale, delivery, engine, report
 from bench.config import FULL, MODES, Sizes, Targets
 from bench.dagrun import Runner
 from bench.delivery import DeliveryRun, Scenario
-from bench.stack import OUT_DIR, machine, scratch_database
+from bench.stack import OUT_DIR, cpu_check, machine, scratch_database
 
 log = logging.getLogger("bench")
 ALL_SCENARIOS = ("1", "2", "3", "4", "5")
@@ -143,11 +143,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _meta(sizes: Sizes, runner: Runner, started: float, selected: list[str]) -> dict[str, Any]:
+def _meta(sizes: Sizes, runner: Runner, started: float, selected: list[str], final: bool = False) -> dict[str, Any]:
     return {"mode": sizes.name, "runner": runner.kind, "scenarios": selected,
             "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "seconds": time.monotonic() - started, "airflow_prepare_seconds": runner.prepared_seconds,
-            "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+            "cpu_check_ns_at_end": cpu_check() if final else None}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             run_scenario(bench, key)
             report.write_json(args.out / "results.json", bench.figures, info,
                               _meta(sizes, runner, started, selected), bench.details)
-    meta = _meta(sizes, runner, started, selected)
+    meta = _meta(sizes, runner, started, selected, final=True)
     print("\n" + report.table(bench.figures))
     report.write_json(args.out / "results.json", bench.figures, info, meta, bench.details)
     print(f"\n{args.out / 'results.json'}; {meta['seconds']:.0f} s in all")

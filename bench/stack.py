@@ -186,6 +186,22 @@ def _memory_gb() -> float:
     return round(pages / 2**30, 1)
 
 
+def cpu_check(steps: int = 2_000_000, repeats: int = 3) -> float:
+    """Nanoseconds per step of a fixed pure-Python loop, best of ``repeats``: lower is faster.
+
+    The same machine type has been seen to run the same code 3x slower from one hour to the next
+    (engine CPU per send 192 us, then 685 us): this number, taken at the start and the end of a run,
+    is what makes tables from different runs comparable.
+    """
+    best = float("inf")
+    for _ in range(repeats):
+        started, total = time.perf_counter(), 0
+        for i in range(steps):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return round(best / steps * 1e9, 1)
+
+
 def machine(conninfo: str) -> dict[str, Any]:
     """The machine a run measured, and what else was running (load average)."""
     from importlib.metadata import version
@@ -198,4 +214,5 @@ def machine(conninfo: str) -> dict[str, Any]:
         "postgresql": row[0] if row else "?", "airflow": version("apache-airflow"),
         "aiohttp": version("aiohttp"), "psycopg": version("psycopg"),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "cpu_check_ns_at_start": cpu_check(),
     }
