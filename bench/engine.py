@@ -18,7 +18,8 @@ from bench import config
 from bench.report import Figure
 from bench.stack import emulator, step
 
-DEFAULT_CONNECTIONS = 64  # PassKitSettings.max_connections
+DEFAULT_CONNECTIONS = 128  # PassKitSettings.max_connections
+PREVIOUS_CONNECTIONS = 64  # the default until it proved to bound read_modify_write: run side by side
 
 
 @dataclass

@@ -74,11 +74,12 @@ def scenario_3(bench: Bench) -> None:
         result = bench.deliver(Scenario(f"s3-{mode}-{batch}", mode, batch, limited=False), n)
         bench.figures += delivery.engine_dag_figures(result, bench.targets, f"{mode}, batch {batch}")
     sizes = [(s, "merge") for s in bench.sizes.engine_growth]
-    if "read_modify_write" in bench.sizes.modes:  # the connection pool bounds it: also with twice as many
+    if "read_modify_write" in bench.sizes.modes:  # the pool bounded it: the previous default side by side
         sizes += [(bench.sizes.engine_rmw_size, "read_modify_write")] * 2
     engine_runs = []
     for i, (size, mode) in enumerate(sizes):
-        connections = engine.DEFAULT_CONNECTIONS * (2 if i == len(sizes) - 1 and mode != "merge" else 1)
+        previous = i == len(sizes) - 1 and mode != "merge"
+        connections = engine.PREVIOUS_CONNECTIONS if previous else engine.DEFAULT_CONNECTIONS
         print(f"-- engine alone: {size:,} recipients, {mode}, {connections} connections", flush=True)
         engine_runs.append(engine.run_engine(bench.runner.conninfo, bench.runner.log_dir, size, mode,
                                              bench.next_seed(), connections))

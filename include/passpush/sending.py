@@ -63,7 +63,7 @@ class SendOptions:
     max_backoff_seconds: float = 10.0
     # Recipients worked on at once. It has to cover the latency: rate x round-trip x requests per send
     # (64 held read_modify_write to ~1,200 sends/s at 20 ms); PassKit still sees at most
-    # max_connections requests at a time and never more than the rate.
+    # max_connections (default: the same 128) requests at a time and never more than the rate.
     max_in_flight: int = 128
     quiet_hours: QuietHours | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC), compare=False)

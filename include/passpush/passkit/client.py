@@ -114,7 +114,10 @@ class PassKitSettings:
     timeout_seconds: float = 10.0
     metadata_key: str = "marketingMessage"
     metadata_update: str = "read_modify_write"
-    max_connections: int = 64
+    # As many as the sender keeps recipients in flight (SendOptions.max_in_flight), so the pool is never
+    # what bounds it: at 64, read_modify_write (two requests per send) stopped at 64 / latency / 2 sends/s.
+    # Under a rate limit only rate x latency connections are ever open at once.
+    max_connections: int = 128
 
     def __post_init__(self) -> None:
         _check_base_url(self.base_url)
