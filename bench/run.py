@@ -1,8 +1,9 @@
 """``python -m bench.run``: every scenario of issue 6 in one run, one table, JSON and RESULTS.md.
 
-Modes: full (default, ~15 minutes on 2 cores in a fast hour, about twice that in a slow one), ``--quick`` (smaller sizes, a few minutes) and
-``--smoke`` (tiny sizes, the task functions in-process instead of ``airflow dags test``: what the
-smoke test runs). ``--only 1,3`` runs some scenarios; the baseline's ratios need scenario 1.
+Modes: full (default, ~15 minutes on 2 cores in a fast hour, about twice that in a slow one),
+``--quick`` (smaller sizes, a few minutes) and ``--smoke`` (tiny sizes, the task functions in-process
+instead of ``airflow dags test``: what the smoke test runs). ``--only 1,3`` runs some scenarios; the
+baseline's ratios need scenario 1.
 """
 
 from __future__ import annotations
