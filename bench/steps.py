@@ -65,7 +65,9 @@ def history(args: dict[str, Any]) -> dict[str, Any]:
                                          "days": args["days"]})
         rows = cur.rowcount
     with psycopg.connect(args["conninfo"], autocommit=True) as conn:
-        conn.execute("ANALYZE push_campaign_recipients")
+        # Days-old deliveries have been through autovacuum: their pages are all-visible, so suppression's
+        # index-only look-ups stay index-only, as they would in production.
+        conn.execute("VACUUM ANALYZE push_campaign_recipients")
     return {"rows": rows, "seconds": time.monotonic() - started}
 
 

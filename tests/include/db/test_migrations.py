@@ -176,3 +176,62 @@ def test_a_retried_create_finds_its_campaign(db: psycopg.Connection) -> None:
             db.execute(insert, (run_id,))
     finally:
         db.execute("DELETE FROM push_campaigns WHERE dag_run_id = %s", (run_id,))
+
+
+# ---- the recipient -> campaign reference (migration 028: checked per statement, not per row) -------
+
+
+def _campaign(db: psycopg.Connection, name: str) -> uuid.UUID:
+    return db.execute("INSERT INTO push_campaigns (program_id, name, message_text)"
+                      " VALUES (gen_random_uuid(), %s, 'm') RETURNING id", (name,)).fetchone()[0]
+
+
+def test_a_recipient_must_name_an_existing_campaign(db: psycopg.Connection) -> None:
+    campaign_id, missing = _campaign(db, "exists"), uuid.uuid4()
+    try:
+        with pytest.raises(psycopg.errors.ForeignKeyViolation, match=f"campaign {missing} does not exist"):
+            db.execute("INSERT INTO push_campaign_recipients (campaign_id, member_id) VALUES (%s, 'CUST-1')",
+                       (missing,))
+        # One statement with a good and a bad campaign fails whole: nothing of it is written.
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            db.execute("INSERT INTO push_campaign_recipients (campaign_id, member_id)"
+                       " SELECT c, 'CUST-' || n FROM unnest(ARRAY[%s, %s]::uuid[]) AS c, generate_series(1, 50) AS n",
+                       (campaign_id, missing))
+        assert db.execute("SELECT count(*) FROM push_campaign_recipients WHERE campaign_id IN (%s, %s)",
+                          (campaign_id, missing)).fetchone() == (0,)
+    finally:
+        db.execute("DELETE FROM push_campaigns WHERE id = %s", (campaign_id,))
+
+
+def test_a_recipient_never_moves_to_another_campaign(db: psycopg.Connection) -> None:
+    first, second = _campaign(db, "first"), _campaign(db, "second")
+    try:
+        db.execute("INSERT INTO push_campaign_recipients (campaign_id, member_id) VALUES (%s, 'CUST-1')", (first,))
+        with pytest.raises(psycopg.errors.ForeignKeyViolation, match="cannot move"):
+            db.execute("UPDATE push_campaign_recipients SET campaign_id = %s WHERE campaign_id = %s",
+                       (second, first))
+        # What the sender does to a row is not affected.
+        db.execute("UPDATE push_campaign_recipients SET status = 'SENT', sent_at = now() WHERE campaign_id = %s",
+                   (first,))
+        assert db.execute("SELECT campaign_id, status FROM push_campaign_recipients WHERE member_id = 'CUST-1'"
+                          " AND campaign_id IN (%s, %s)", (first, second)).fetchall() == [(first, "SENT")]
+    finally:
+        db.execute("DELETE FROM push_campaigns WHERE id IN (%s, %s)", (first, second))
+
+
+def test_a_campaign_being_filled_cannot_be_deleted_under_it(migrated_database_url: str,
+                                                          db: psycopg.Connection) -> None:
+    """The inserting transaction locks its campaign as a foreign key would: a DELETE waits for it."""
+    campaign_id = _campaign(db, "being filled")
+    with psycopg.connect(migrated_database_url) as filling, psycopg.connect(migrated_database_url) as deleting:
+        filling.execute("INSERT INTO push_campaign_recipients (campaign_id, member_id)"
+                        " SELECT %s, 'CUST-' || n FROM generate_series(1, 10) AS n", (campaign_id,))
+        deleting.execute("SET lock_timeout = '200ms'")
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            deleting.execute("DELETE FROM push_campaigns WHERE id = %s", (campaign_id,))
+        deleting.rollback()
+        filling.commit()
+        deleting.execute("DELETE FROM push_campaigns WHERE id = %s", (campaign_id,))
+        deleting.commit()
+    assert db.execute("SELECT count(*) FROM push_campaign_recipients WHERE campaign_id = %s",
+                      (campaign_id,)).fetchone() == (0,)
