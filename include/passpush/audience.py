@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -97,7 +98,8 @@ def _segment_role_usable(conn: psycopg.Connection) -> bool:
 
 # Migration 024: runs a query as the segment role, where the query cannot change role again.
 SEGMENT_FUNCTION = "passpush_run_segment(text,text)"
-CONTAINED_INSERT_SQL = "INSERT INTO pp_audience (member_id) SELECT * FROM passpush_run_segment(%(query)s, %(column)s)"
+CONTAINED_INSERT_SQL = ("INSERT INTO pp_audience (member_id)"
+                        " SELECT DISTINCT * FROM passpush_run_segment(%(query)s, %(column)s)")
 
 
 def _segment_function_available(conn: psycopg.Connection) -> bool:
@@ -136,10 +138,13 @@ def _fill_from_query(conn: psycopg.Connection, query: str, params: dict[str, Any
                 # Custom SQL: inside the SECURITY DEFINER function no set_config('role', ...) can leave the role.
                 conn.execute(CONTAINED_INSERT_SQL, {"query": body.as_string(conn), "column": column}, binary=True)
             else:
+                # A built-in segment selects one row per pass, so each member once (a member with two passes
+                # is refused when the recipients are written); an admin's query may repeat ids.
+                distinct = sql.SQL("" if params else "DISTINCT ")
                 conn.execute(
-                    sql.SQL("INSERT INTO pp_audience (member_id) SELECT segment.{}::text FROM ({}) AS segment"
+                    sql.SQL("INSERT INTO pp_audience (member_id) SELECT {}segment.{}::text FROM ({}) AS segment"
                             " WHERE segment.{} IS NOT NULL").format(
-                        sql.Identifier(column), body, sql.Identifier(column)),
+                        distinct, sql.Identifier(column), body, sql.Identifier(column)),
                     bound,
                     binary=True,
                 )
@@ -159,27 +164,34 @@ def _fill_from_query(conn: psycopg.Connection, query: str, params: dict[str, Any
         raise AudienceError(f"{label} failed: {err.diag.message_primary or err}") from err
 
 
-def _fill_from_csv(conn: psycopg.Connection, location: str) -> int:
-    """COPY the CSV's ids into pp_audience; return how many lines repeated an id."""
-    ids = parse_member_ids(read_bytes(location), source=location)
+COPY_CHUNK = 50_000  # ids per write to COPY: one call per chunk instead of one per id
+_COPY_SPECIAL = re.compile(r"[\t\r\\]")
+
+
+def _copy_distinct(conn: psycopg.Connection, ids: Iterable[str]) -> int:
+    """COPY each id once into pp_audience, in first-seen order; return how many repeated an earlier one."""
+    listed = list(ids)
+    distinct = list(dict.fromkeys(listed))
     with conn.transaction(), conn.cursor().copy("COPY pp_audience (member_id) FROM STDIN") as copy:
-        for member_id in ids:
-            copy.write_row((member_id,))
-    row = conn.execute("SELECT count(*) - count(DISTINCT member_id) FROM pp_audience").fetchone()
-    return int(row[0]) if row else 0
+        for start in range(0, len(distinct), COPY_CHUNK):
+            chunk = distinct[start:start + COPY_CHUNK]
+            text = "\n".join(chunk) + "\n"
+            if text.count("\n") == len(chunk) and not _COPY_SPECIAL.search(text):
+                copy.write(text)  # one line per id, nothing COPY's text format would read differently
+            else:
+                for member_id in chunk:  # an id with a tab, newline or backslash: psycopg escapes it
+                    copy.write_row((member_id,))
+    return len(listed) - len(distinct)
 
 
 def fill_audience(conn: psycopg.Connection, spec: CampaignSpec) -> int:
     """Fill pp_audience from the campaign's source; return duplicate ids seen in the input."""
     _create_audience_table(conn)
     if spec.test_recipients:
-        with conn.transaction(), conn.cursor().copy("COPY pp_audience (member_id) FROM STDIN") as copy:
-            for member_id in spec.test_recipients:
-                copy.write_row((member_id,))
-        return 0
+        return _copy_distinct(conn, spec.test_recipients)
     if spec.audience == "csv":
         assert spec.csv_path is not None
-        return _fill_from_csv(conn, spec.csv_path)
+        return _copy_distinct(conn, parse_member_ids(read_bytes(spec.csv_path), source=spec.csv_path))
     if spec.audience == "sql":
         assert spec.sql is not None
         _fill_from_query(conn, spec.sql, {}, timeout_ms=DEFAULT_SQL_TIMEOUT_MS, label="the custom segment SQL")
@@ -194,10 +206,23 @@ def fill_audience(conn: psycopg.Connection, spec: CampaignSpec) -> int:
 def _insert_recipients(conn: psycopg.Connection, campaign_id: str, spec: CampaignSpec) -> None:
     query = queries.composed("resolve_audience", rendered=spec.template.to_sql())
     program = campaigns.load_program(conn, spec.program_id)
+    try:
+        _run_resolve(conn, query, campaign_id, spec, program.timezone)
+    except psycopg.errors.UniqueViolation as err:
+        found = re.search(r"\(campaign_id, member_id\)=\([^,]+, (.*)\) already exists", err.diag.message_detail or "")
+        member = found.group(1) if found else "a member"
+        raise AudienceError(
+            f"member {member!r} matches more than one pass of program {spec.program_id} in passes_master: "
+            "passpush sends to one pass per member id; retire or re-key the extra pass "
+            "(or another resolution of this campaign is running at the same time)") from err
+
+
+def _run_resolve(conn: psycopg.Connection, query: sql.Composed, campaign_id: str, spec: CampaignSpec,
+                 program_timezone: str) -> None:
     # A test send goes to the team's own passes, however recently they were reached, and holds no one out.
     conn.execute(query, {
         "program_id": spec.program_id,
-        "program_timezone": program.timezone,
+        "program_timezone": program_timezone,
         "campaign_id": campaign_id,
         "cap_seconds": 0 if spec.is_test else spec.frequency_cap_hours * 3600,
         "recurring_key": None if spec.is_test else spec.recurring_key,

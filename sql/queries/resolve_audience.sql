@@ -1,10 +1,11 @@
 -- Resolve a campaign's audience into push_campaign_recipients in one statement.
--- Input: the session's temp table pp_audience(member_id) filled from a segment, custom SQL or CSV.
+-- Input: the session's temp table pp_audience(member_id) filled from a segment, custom SQL or CSV,
+-- each id once (passpush.audience.fill_audience removes repeats where a source can have them).
 -- Every requested member gets exactly one row: PENDING (to send, with a batch number),
 -- HELD_OUT (the campaign's random, reproducible holdout share of the eligible members) or
 -- SKIPPED with the first reason that applies. {rendered} is the compiled message template.
 WITH requested AS (
-    SELECT member_id FROM pp_audience GROUP BY member_id
+    SELECT member_id FROM pp_audience
 ),
 joined AS (
     SELECT r.member_id,
@@ -45,13 +46,10 @@ classified AS (
                   AND c.recurring_key = %(recurring_key)s AND s.campaign_id <> %(campaign_id)s
                   AND s.updated_at > now() - make_interval(secs => %(cooldown_seconds)s)
             ) THEN 'cooldown'
-            -- the passes Google has already updated that often today: one set, built once from the
-            -- day's deliveries, instead of a count per Google member
-            WHEN j.wallet = 'google' AND j.pass_id IN (
-                SELECT s.pass_id FROM push_campaign_recipients s
-                WHERE s.status = 'SENT' AND s.sent_at > now() - interval '24 hours'
-                GROUP BY s.pass_id HAVING count(*) >= %(google_daily_limit)s
-            ) THEN 'google_daily_limit'
+            WHEN j.wallet = 'google' AND (
+                SELECT count(*) FROM push_campaign_recipients s
+                WHERE s.pass_id = j.pass_id AND s.status = 'SENT' AND s.sent_at > now() - interval '24 hours'
+            ) >= %(google_daily_limit)s THEN 'google_daily_limit'
             WHEN (
                 SELECT s.rendered_message FROM push_campaign_recipients s
                 WHERE s.pass_id = j.pass_id AND s.status = 'SENT'

@@ -277,6 +277,31 @@ def test_custom_sql_null_ids_are_ignored_and_other_types_are_cast(db: psycopg.Co
     assert recipients(db, campaign_id)["42"].reason == "unknown_member"
 
 
+def test_custom_sql_that_repeats_ids_gives_one_row_per_member(db: psycopg.Connection,
+                                                              loyalty: SeededProgram) -> None:
+    query = "SELECT unnest(ARRAY['CUST-0000001', 'CUST-0000002', 'CUST-0000001', 'NOPE', 'NOPE']) AS member_id"
+    campaign_id, preview = resolve(db, loyalty, audience="sql", sql=query)
+    assert set(recipients(db, campaign_id)) == {"CUST-0000001", "CUST-0000002", "NOPE"}
+    assert preview.targeted == 3
+
+
+def test_a_member_with_two_passes_is_refused_by_name(db: psycopg.Connection, loyalty: SeededProgram) -> None:
+    """Production's passes_master may not enforce one pass per member id: the error says which member."""
+    member = eligible_ids(db, loyalty)[0]
+    constraint = "passes_master_program_id_external_id_key"
+    db.execute(f"ALTER TABLE passes_master DROP CONSTRAINT {constraint}")
+    try:
+        db.execute("INSERT INTO passes_master (program_id, user_id, external_id, passkit_internal_id, status, wallet)"
+                   " SELECT program_id, user_id, external_id, passkit_internal_id || '-old', 'EXPIRED', wallet"
+                   " FROM passes_master WHERE program_id = %s AND external_id = %s", (loyalty.program_id, member))
+        with pytest.raises(AudienceError, match=f"member '{member}' matches more than one pass"):
+            resolve(db, loyalty)
+    finally:
+        db.execute("DELETE FROM passes_master WHERE program_id = %s AND external_id = %s AND status = 'EXPIRED'"
+                   " AND passkit_internal_id LIKE '%%-old'", (loyalty.program_id, member))
+        db.execute(f"ALTER TABLE passes_master ADD CONSTRAINT {constraint} UNIQUE (program_id, external_id)")
+
+
 def test_csv(db: psycopg.Connection, loyalty: SeededProgram, uploads: Path) -> None:
     everyone = members(db, loyalty.program_id)
     chosen = sorted(everyone)[10:60:2]
