@@ -209,18 +209,18 @@ def _insert_recipients(conn: psycopg.Connection, campaign_id: str, spec: Campaig
     try:
         _run_resolve(conn, query, campaign_id, spec, program.timezone)
     except psycopg.errors.UniqueViolation as err:
-        found = re.search(r"\(campaign_id, member_id\)=\([^,]+, (.*)\) already exists", err.diag.message_detail or "")
-        member = found.group(1) if found else "a member"
+        # The statement writes one row per member: a second row can only come from a second resolution.
         raise AudienceError(
-            f"member {member!r} matches more than one pass of program {spec.program_id} in passes_master: "
-            "passpush sends to one pass per member id; retire or re-key the extra pass "
-            "(or another resolution of this campaign is running at the same time)") from err
+            f"campaign {campaign_id} is being resolved by another task at the same time; "
+            "let that one finish, then run this one again") from err
 
 
 def _run_resolve(conn: psycopg.Connection, query: sql.Composed, campaign_id: str, spec: CampaignSpec,
                  program_timezone: str) -> None:
+    requested = conn.execute("SELECT count(*) FROM pp_audience").fetchone()
     # A test send goes to the team's own passes, however recently they were reached, and holds no one out.
     conn.execute(query, {
+        "requested": requested[0] if requested else 0,
         "program_id": spec.program_id,
         "program_timezone": program_timezone,
         "campaign_id": campaign_id,

@@ -14,12 +14,14 @@ joined AS (
            p.wallet,
            p.status              AS pass_status,
            p.opted_out,
+           p.last_updated,
+           p.status = 'ACTIVE' AND NOT p.opted_out AS sendable,
            p.points_balance,
            coalesce(tz.name, %(program_timezone)s) AS timezone,  -- unknown zones fall back to the program's
            CASE WHEN p.id IS NOT NULL THEN {rendered} END AS rendered,
            -- two passes sharing one PassKit id: the sendable one, else the most recent, keeps it
            row_number() OVER (PARTITION BY p.passkit_internal_id
-                              ORDER BY (p.status = 'ACTIVE' AND NOT p.opted_out) DESC, p.last_updated DESC,
+                              ORDER BY p.status = 'ACTIVE' AND NOT p.opted_out DESC, p.last_updated DESC,
                                        r.member_id) AS passkit_rank
     FROM requested r
     LEFT JOIN passes_master p ON p.program_id = %(program_id)s AND p.external_id = r.member_id
@@ -63,18 +65,31 @@ classified AS (
     FROM joined j
     OFFSET 0  -- computed once here: inlined, the CASE and its look-ups ran again in each node above
 ),
-numbered AS (
+-- One row per member: a member id with several passes in the program (a reissued card, say) is
+-- reached on its sendable pass, else on the most recently updated one.
+chosen AS (
     SELECT c.*,
-           row_number() OVER (PARTITION BY c.reason IS NULL ORDER BY c.member_id) AS seq,
-           count(*) FILTER (WHERE c.reason IS NULL) OVER () AS eligible
+           row_number() OVER (PARTITION BY c.member_id
+                              ORDER BY c.sendable DESC, c.last_updated DESC, c.pass_id) AS member_pass
     FROM classified c
+),
+-- Batches in member order: seq is the eligible member's place in that order. The window's ordering is
+-- the one chosen was sorted by, so the rows are sorted once.
+numbered AS (
+    SELECT ch.*,
+           count(*) FILTER (WHERE ch.reason IS NULL AND ch.member_pass = 1)
+               OVER (ORDER BY ch.member_id, ch.sendable DESC, ch.last_updated DESC, ch.pass_id
+                     ROWS UNBOUNDED PRECEDING) AS seq
+    FROM chosen ch
 )
 INSERT INTO push_campaign_recipients
     (campaign_id, member_id, pass_id, passkit_id, wallet, batch_no, rendered_message, status, reason,
      timezone, points_at_resolve)
 SELECT %(campaign_id)s, member_id, pass_id, passkit_id, wallet,
        CASE WHEN reason IS NULL
-            THEN ((seq - 1) / GREATEST(%(batch_size)s, ceil(eligible::numeric / %(max_batches)s)::bigint))::int
+            -- batches grow past batch_size rather than outnumber max_batches (sized on the requested
+            -- count, known before the statement, so no pass over every row is needed to count the eligible)
+            THEN ((seq - 1) / GREATEST(%(batch_size)s, ceil(%(requested)s::numeric / %(max_batches)s)::bigint))::int
        END,
        rendered,
        CASE WHEN reason IS NULL THEN 'PENDING' WHEN reason = 'holdout' THEN 'HELD_OUT' ELSE 'SKIPPED' END,
@@ -82,3 +97,4 @@ SELECT %(campaign_id)s, member_id, pass_id, passkit_id, wallet,
        timezone,
        points_balance
 FROM numbered
+WHERE member_pass = 1

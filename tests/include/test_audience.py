@@ -285,20 +285,38 @@ def test_custom_sql_that_repeats_ids_gives_one_row_per_member(db: psycopg.Connec
     assert preview.targeted == 3
 
 
-def test_a_member_with_two_passes_is_refused_by_name(db: psycopg.Connection, loyalty: SeededProgram) -> None:
-    """Production's passes_master may not enforce one pass per member id: the error says which member."""
-    member = eligible_ids(db, loyalty)[0]
+def test_a_member_with_several_passes_is_reached_on_one(db: psycopg.Connection, loyalty: SeededProgram) -> None:
+    """Production's passes_master may hold several passes per member id (a reissued card): one row each,
+    on the sendable pass, else on the most recently updated one."""
+    reissued, retired = eligible_ids(db, loyalty)[:2]
     constraint = "passes_master_program_id_external_id_key"
     db.execute(f"ALTER TABLE passes_master DROP CONSTRAINT {constraint}")
+    copy = ("INSERT INTO passes_master (program_id, user_id, external_id, passkit_internal_id, status, wallet,"
+            " last_updated) SELECT program_id, user_id, external_id, passkit_internal_id || '-old', 'EXPIRED', wallet,"
+            " last_updated + %s::interval FROM passes_master WHERE program_id = %s AND external_id = %s RETURNING id")
     try:
-        db.execute("INSERT INTO passes_master (program_id, user_id, external_id, passkit_internal_id, status, wallet)"
-                   " SELECT program_id, user_id, external_id, passkit_internal_id || '-old', 'EXPIRED', wallet"
-                   " FROM passes_master WHERE program_id = %s AND external_id = %s", (loyalty.program_id, member))
-        with pytest.raises(AudienceError, match=f"member '{member}' matches more than one pass"):
-            resolve(db, loyalty)
+        # The old card was touched after the new one: still the ACTIVE card is the one reached.
+        db.execute(copy, ("1 day", loyalty.program_id, reissued))
+        db.execute("UPDATE passes_master SET status = 'EXPIRED' WHERE program_id = %s AND external_id = %s",
+                   (loyalty.program_id, retired))
+        newest_retired = db.execute(copy, ("1 hour", loyalty.program_id, retired)).fetchone()[0]
+        active_pass = db.execute("SELECT id::text FROM passes_master WHERE program_id = %s AND external_id = %s"
+                                 " AND status = 'ACTIVE'", (loyalty.program_id, reissued)).fetchone()[0]
+
+        campaign_id, preview = resolve(db, loyalty, audience="sql",
+                                       sql=f"SELECT unnest(ARRAY['{reissued}', '{retired}']) AS member_id")
+
+        rows = recipients(db, campaign_id)
+        assert set(rows) == {reissued, retired} and preview.targeted == 2
+        assert (rows[reissued].status, rows[reissued].pass_id) == ("PENDING", active_pass)
+        assert (rows[retired].status, rows[retired].reason, rows[retired].pass_id) == (
+            "SKIPPED", "inactive_pass", str(newest_retired))
+        assert preview.eligible == 1 and preview.batches == 1
     finally:
-        db.execute("DELETE FROM passes_master WHERE program_id = %s AND external_id = %s AND status = 'EXPIRED'"
-                   " AND passkit_internal_id LIKE '%%-old'", (loyalty.program_id, member))
+        db.execute("DELETE FROM passes_master WHERE program_id = %s AND external_id IN (%s, %s)"
+                   " AND passkit_internal_id LIKE '%%-old'", (loyalty.program_id, reissued, retired))
+        db.execute("UPDATE passes_master SET status = 'ACTIVE' WHERE program_id = %s AND external_id = %s",
+                   (loyalty.program_id, retired))
         db.execute(f"ALTER TABLE passes_master ADD CONSTRAINT {constraint} UNIQUE (program_id, external_id)")
 
 
