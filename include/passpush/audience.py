@@ -138,8 +138,8 @@ def _fill_from_query(conn: psycopg.Connection, query: str, params: dict[str, Any
                 # Custom SQL: inside the SECURITY DEFINER function no set_config('role', ...) can leave the role.
                 conn.execute(CONTAINED_INSERT_SQL, {"query": body.as_string(conn), "column": column}, binary=True)
             else:
-                # A built-in segment selects one row per pass, so each member once (a member with two passes
-                # is refused when the recipients are written); an admin's query may repeat ids.
+                # A built-in segment selects one row per pass: ids repeat only for a member with several
+                # passes, whom the resolution reduces to one row anyway. An admin's query may repeat anything.
                 distinct = sql.SQL("" if params else "DISTINCT ")
                 conn.execute(
                     sql.SQL("INSERT INTO pp_audience (member_id) SELECT {}segment.{}::text FROM ({}) AS segment"

@@ -6,7 +6,7 @@
 --     its distinct campaign ids, which are locked FOR KEY SHARE as a foreign key locks them, so a
 --     concurrent DELETE of the campaign waits for the inserting transaction (or makes it fail);
 --   * a recipient's campaign_id never changes;
---   * deleting a campaign deletes its recipients (was ON DELETE CASCADE).
+--   * deleting a campaign deletes its recipients (was ON DELETE CASCADE), truncating campaigns truncates them.
 ALTER TABLE push_campaign_recipients DROP CONSTRAINT IF EXISTS push_campaign_recipients_campaign_id_fkey;
 
 CREATE OR REPLACE FUNCTION passpush_check_recipient_campaigns() RETURNS trigger
@@ -61,3 +61,16 @@ DROP TRIGGER IF EXISTS push_campaigns_delete_recipients ON push_campaigns;
 CREATE TRIGGER push_campaigns_delete_recipients
     AFTER DELETE ON push_campaigns
     FOR EACH ROW EXECUTE FUNCTION passpush_delete_campaign_recipients();
+
+CREATE OR REPLACE FUNCTION passpush_truncate_campaign_recipients() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    TRUNCATE push_campaign_recipients;
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS push_campaigns_truncate_recipients ON push_campaigns;
+CREATE TRIGGER push_campaigns_truncate_recipients
+    AFTER TRUNCATE ON push_campaigns
+    FOR EACH STATEMENT EXECUTE FUNCTION passpush_truncate_campaign_recipients();

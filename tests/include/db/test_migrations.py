@@ -235,3 +235,13 @@ def test_a_campaign_being_filled_cannot_be_deleted_under_it(migrated_database_ur
         deleting.commit()
     assert db.execute("SELECT count(*) FROM push_campaign_recipients WHERE campaign_id = %s",
                       (campaign_id,)).fetchone() == (0,)
+
+
+def test_recipients_go_when_campaigns_are_truncated(empty_database: str) -> None:
+    apply_migrations(empty_database)
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        campaign_id = _campaign(conn, "truncated")
+        conn.execute("INSERT INTO push_campaign_recipients (campaign_id, member_id) VALUES (%s, 'CUST-1')",
+                     (campaign_id,))
+        conn.execute("TRUNCATE push_campaigns CASCADE")  # CASCADE: the lift table still has a foreign key
+        assert conn.execute("SELECT count(*) FROM push_campaign_recipients").fetchone() == (0,)
