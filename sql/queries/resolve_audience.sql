@@ -1,6 +1,7 @@
 -- Resolve a campaign's audience into push_campaign_recipients in one statement.
 -- Input: the session's temp table pp_audience(member_id) filled from a segment, custom SQL or CSV,
--- each id once (passpush.audience.fill_audience removes repeats where a source can have them).
+-- each id once (passpush.audience.fill_audience removes repeats; a built-in segment lists a member with
+-- several passes once per pass, which `chosen` below reduces to one row).
 -- Every requested member gets exactly one row: PENDING (to send, with a batch number),
 -- HELD_OUT (the campaign's random, reproducible holdout share of the eligible members) or
 -- SKIPPED with the first reason that applies. {rendered} is the compiled message template.
@@ -19,10 +20,11 @@ joined AS (
            p.points_balance,
            coalesce(tz.name, %(program_timezone)s) AS timezone,  -- unknown zones fall back to the program's
            CASE WHEN p.id IS NOT NULL THEN {rendered} END AS rendered,
-           -- two passes sharing one PassKit id: the sendable one, else the most recent, keeps it
+           -- two passes sharing one PassKit id: the sendable one, else the most recent, keeps it (ties
+           -- as in `chosen`, so a member's chosen pass is never the one that loses its PassKit id)
            row_number() OVER (PARTITION BY p.passkit_internal_id
-                              ORDER BY p.status = 'ACTIVE' AND NOT p.opted_out DESC, p.last_updated DESC,
-                                       r.member_id) AS passkit_rank
+                              ORDER BY (p.status = 'ACTIVE' AND NOT p.opted_out) DESC, p.last_updated DESC,
+                                       r.member_id, p.id) AS passkit_rank
     FROM requested r
     LEFT JOIN passes_master p ON p.program_id = %(program_id)s AND p.external_id = r.member_id
     LEFT JOIN users u ON u.id = p.user_id
