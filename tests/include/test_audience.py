@@ -320,6 +320,34 @@ def test_a_member_with_several_passes_is_reached_on_one(db: psycopg.Connection, 
         db.execute(f"ALTER TABLE passes_master ADD CONSTRAINT {constraint} UNIQUE (program_id, external_id)")
 
 
+def test_a_member_whose_two_passes_share_a_passkit_id_is_still_sent_once(db: psycopg.Connection,
+                                                                        loyalty: SeededProgram) -> None:
+    """Two live rows for one PassKit member, same time stamp: the pass the member is reached on is the
+    one that keeps the PassKit id, so the member is not lost as a 'duplicate_pass' of themself."""
+    member = eligible_ids(db, loyalty)[0]
+    constraint = "passes_master_program_id_external_id_key"
+    db.execute(f"ALTER TABLE passes_master DROP CONSTRAINT {constraint}")
+    twin = None
+    try:
+        twin = db.execute(
+            "INSERT INTO passes_master (program_id, user_id, external_id, passkit_internal_id, status, wallet,"
+            " points_balance, last_updated) SELECT program_id, user_id, external_id, passkit_internal_id, status,"
+            " wallet, points_balance, last_updated FROM passes_master WHERE program_id = %s AND external_id = %s"
+            " RETURNING id", (loyalty.program_id, member)).fetchone()[0]
+        first = db.execute("SELECT id::text FROM passes_master WHERE program_id = %s AND external_id = %s"
+                           " ORDER BY id LIMIT 1", (loyalty.program_id, member)).fetchone()[0]
+
+        campaign_id, preview = resolve(db, loyalty, audience="sql", sql=f"SELECT '{member}' AS member_id")
+
+        row = recipients(db, campaign_id)[member]
+        assert (row.status, row.reason, row.pass_id) == ("PENDING", None, first)
+        assert preview.eligible == 1
+    finally:
+        if twin is not None:
+            db.execute("DELETE FROM passes_master WHERE id = %s", (twin,))
+        db.execute(f"ALTER TABLE passes_master ADD CONSTRAINT {constraint} UNIQUE (program_id, external_id)")
+
+
 def test_csv(db: psycopg.Connection, loyalty: SeededProgram, uploads: Path) -> None:
     everyone = members(db, loyalty.program_id)
     chosen = sorted(everyone)[10:60:2]
