@@ -5,7 +5,8 @@ containment of custom SQL."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -285,39 +286,48 @@ def test_custom_sql_that_repeats_ids_gives_one_row_per_member(db: psycopg.Connec
     assert preview.targeted == 3
 
 
+@contextmanager
+def several_passes_per_member(db: psycopg.Connection) -> Iterator[None]:
+    """passes_master without its one-pass-per-member-id constraint, as production's may be; restored after."""
+    constraint = "passes_master_program_id_external_id_key"
+    db.execute(f"ALTER TABLE passes_master DROP CONSTRAINT {constraint}")
+    try:
+        yield
+    finally:
+        db.execute(f"ALTER TABLE passes_master ADD CONSTRAINT {constraint} UNIQUE (program_id, external_id)")
+
+
 def test_a_member_with_several_passes_is_reached_on_one(db: psycopg.Connection, loyalty: SeededProgram) -> None:
     """Production's passes_master may hold several passes per member id (a reissued card): one row each,
     on the sendable pass, else on the most recently updated one."""
     reissued, retired = eligible_ids(db, loyalty)[:2]
-    constraint = "passes_master_program_id_external_id_key"
-    db.execute(f"ALTER TABLE passes_master DROP CONSTRAINT {constraint}")
     copy = ("INSERT INTO passes_master (program_id, user_id, external_id, passkit_internal_id, status, wallet,"
             " last_updated) SELECT program_id, user_id, external_id, passkit_internal_id || '-old', 'EXPIRED', wallet,"
             " last_updated + %s::interval FROM passes_master WHERE program_id = %s AND external_id = %s RETURNING id")
-    try:
-        # The old card was touched after the new one: still the ACTIVE card is the one reached.
-        db.execute(copy, ("1 day", loyalty.program_id, reissued))
-        db.execute("UPDATE passes_master SET status = 'EXPIRED' WHERE program_id = %s AND external_id = %s",
-                   (loyalty.program_id, retired))
-        newest_retired = db.execute(copy, ("1 hour", loyalty.program_id, retired)).fetchone()[0]
-        active_pass = db.execute("SELECT id::text FROM passes_master WHERE program_id = %s AND external_id = %s"
-                                 " AND status = 'ACTIVE'", (loyalty.program_id, reissued)).fetchone()[0]
+    with several_passes_per_member(db):
+        try:
+            # The old card was touched after the new one: still the ACTIVE card is the one reached.
+            db.execute(copy, ("1 day", loyalty.program_id, reissued))
+            db.execute("UPDATE passes_master SET status = 'EXPIRED' WHERE program_id = %s AND external_id = %s",
+                       (loyalty.program_id, retired))
+            newest_retired = db.execute(copy, ("1 hour", loyalty.program_id, retired)).fetchone()[0]
+            active_pass = db.execute("SELECT id::text FROM passes_master WHERE program_id = %s AND external_id = %s"
+                                     " AND status = 'ACTIVE'", (loyalty.program_id, reissued)).fetchone()[0]
 
-        campaign_id, preview = resolve(db, loyalty, audience="sql",
-                                       sql=f"SELECT unnest(ARRAY['{reissued}', '{retired}']) AS member_id")
+            campaign_id, preview = resolve(db, loyalty, audience="sql",
+                                           sql=f"SELECT unnest(ARRAY['{reissued}', '{retired}']) AS member_id")
 
-        rows = recipients(db, campaign_id)
-        assert set(rows) == {reissued, retired} and preview.targeted == 2
-        assert (rows[reissued].status, rows[reissued].pass_id) == ("PENDING", active_pass)
-        assert (rows[retired].status, rows[retired].reason, rows[retired].pass_id) == (
-            "SKIPPED", "inactive_pass", str(newest_retired))
-        assert preview.eligible == 1 and preview.batches == 1
-    finally:
-        db.execute("DELETE FROM passes_master WHERE program_id = %s AND external_id IN (%s, %s)"
-                   " AND passkit_internal_id LIKE '%%-old'", (loyalty.program_id, reissued, retired))
-        db.execute("UPDATE passes_master SET status = 'ACTIVE' WHERE program_id = %s AND external_id = %s",
-                   (loyalty.program_id, retired))
-        db.execute(f"ALTER TABLE passes_master ADD CONSTRAINT {constraint} UNIQUE (program_id, external_id)")
+            rows = recipients(db, campaign_id)
+            assert set(rows) == {reissued, retired} and preview.targeted == 2
+            assert (rows[reissued].status, rows[reissued].pass_id) == ("PENDING", active_pass)
+            assert (rows[retired].status, rows[retired].reason, rows[retired].pass_id) == (
+                "SKIPPED", "inactive_pass", str(newest_retired))
+            assert preview.eligible == 1 and preview.batches == 1
+        finally:
+            db.execute("DELETE FROM passes_master WHERE program_id = %s AND external_id IN (%s, %s)"
+                       " AND passkit_internal_id LIKE '%%-old'", (loyalty.program_id, reissued, retired))
+            db.execute("UPDATE passes_master SET status = 'ACTIVE' WHERE program_id = %s AND external_id = %s",
+                       (loyalty.program_id, retired))
 
 
 def test_a_member_whose_two_passes_share_a_passkit_id_is_still_sent_once(db: psycopg.Connection,
@@ -325,27 +335,23 @@ def test_a_member_whose_two_passes_share_a_passkit_id_is_still_sent_once(db: psy
     """Two live rows for one PassKit member, same time stamp: the pass the member is reached on is the
     one that keeps the PassKit id, so the member is not lost as a 'duplicate_pass' of themself."""
     member = eligible_ids(db, loyalty)[0]
-    constraint = "passes_master_program_id_external_id_key"
-    db.execute(f"ALTER TABLE passes_master DROP CONSTRAINT {constraint}")
-    twin = None
-    try:
+    with several_passes_per_member(db):
         twin = db.execute(
             "INSERT INTO passes_master (program_id, user_id, external_id, passkit_internal_id, status, wallet,"
             " points_balance, last_updated) SELECT program_id, user_id, external_id, passkit_internal_id, status,"
             " wallet, points_balance, last_updated FROM passes_master WHERE program_id = %s AND external_id = %s"
             " RETURNING id", (loyalty.program_id, member)).fetchone()[0]
-        first = db.execute("SELECT id::text FROM passes_master WHERE program_id = %s AND external_id = %s"
-                           " ORDER BY id LIMIT 1", (loyalty.program_id, member)).fetchone()[0]
+        try:
+            first = db.execute("SELECT id::text FROM passes_master WHERE program_id = %s AND external_id = %s"
+                               " ORDER BY id LIMIT 1", (loyalty.program_id, member)).fetchone()[0]
 
-        campaign_id, preview = resolve(db, loyalty, audience="sql", sql=f"SELECT '{member}' AS member_id")
+            campaign_id, preview = resolve(db, loyalty, audience="sql", sql=f"SELECT '{member}' AS member_id")
 
-        row = recipients(db, campaign_id)[member]
-        assert (row.status, row.reason, row.pass_id) == ("PENDING", None, first)
-        assert preview.eligible == 1
-    finally:
-        if twin is not None:
+            row = recipients(db, campaign_id)[member]
+            assert (row.status, row.reason, row.pass_id) == ("PENDING", None, first)
+            assert preview.eligible == 1
+        finally:
             db.execute("DELETE FROM passes_master WHERE id = %s", (twin,))
-        db.execute(f"ALTER TABLE passes_master ADD CONSTRAINT {constraint} UNIQUE (program_id, external_id)")
 
 
 def test_csv(db: psycopg.Connection, loyalty: SeededProgram, uploads: Path) -> None:
