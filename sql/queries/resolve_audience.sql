@@ -5,10 +5,7 @@
 -- Every requested member gets exactly one row: PENDING (to send, with a batch number),
 -- HELD_OUT (the campaign's random, reproducible holdout share of the eligible members) or
 -- SKIPPED with the first reason that applies. {rendered} is the compiled message template.
-WITH requested AS (
-    SELECT member_id FROM pp_audience
-),
-joined AS (
+WITH joined AS (
     SELECT r.member_id,
            p.id                  AS pass_id,
            p.passkit_internal_id AS passkit_id,
@@ -18,17 +15,26 @@ joined AS (
            p.last_updated,
            p.status = 'ACTIVE' AND NOT p.opted_out AS sendable,
            p.points_balance,
-           coalesce(tz.name, %(program_timezone)s) AS timezone,  -- unknown zones fall back to the program's
-           CASE WHEN p.id IS NOT NULL THEN {rendered} END AS rendered,
-           -- two passes sharing one PassKit id: the sendable one, else the most recent, keeps it (ties
-           -- as in `chosen`, so a member's chosen pass is never the one that loses its PassKit id)
-           row_number() OVER (PARTITION BY p.passkit_internal_id
-                              ORDER BY (p.status = 'ACTIVE' AND NOT p.opted_out) DESC, p.last_updated DESC,
-                                       r.member_id, p.id) AS passkit_rank
-    FROM requested r
+           -- unknown zones fall back to the program's; a hashed look-up, not a join, so that the planner
+           -- keeps its row estimates (joined to pg_timezone_names, which has no statistics, it expected
+           -- five times the rows and compiled the statement with JIT for half a second)
+           CASE WHEN u.timezone IN (SELECT name FROM pg_timezone_names) THEN u.timezone
+                ELSE %(program_timezone)s END AS timezone,
+           CASE WHEN p.id IS NOT NULL THEN {rendered} END AS rendered
+    FROM pp_audience r
     LEFT JOIN passes_master p ON p.program_id = %(program_id)s AND p.external_id = r.member_id
     LEFT JOIN users u ON u.id = p.user_id
-    LEFT JOIN (SELECT name FROM pg_timezone_names) tz ON tz.name = u.timezone
+),
+-- Two passes sharing one PassKit id: the sendable one, else the most recent, keeps it (ties as in
+-- `chosen`, so a member's chosen pass is never the one that loses its PassKit id). Sorting by PassKit
+-- id also puts the look-ups of `classified` in the order of the delivery index (migration 030).
+-- COLLATE "C": byte order, the index's, and cheaper to compare than a linguistic collation.
+ranked AS (
+    SELECT j.*,
+           row_number() OVER (PARTITION BY j.passkit_id COLLATE "C"
+                              ORDER BY j.sendable DESC, j.last_updated DESC, j.member_id COLLATE "C", j.pass_id)
+               AS passkit_rank
+    FROM joined j
 ),
 classified AS (
     SELECT j.*,
@@ -38,11 +44,10 @@ classified AS (
             WHEN j.opted_out THEN 'opted_out'
             WHEN j.passkit_id IS NULL OR j.passkit_id = '' THEN 'no_passkit_id'
             WHEN j.passkit_rank > 1 THEN 'duplicate_pass'
-            WHEN %(cap_seconds)s > 0 AND EXISTS (
-                SELECT 1 FROM push_campaign_recipients s
-                WHERE s.pass_id = j.pass_id AND s.status = 'SENT' AND s.campaign_id <> %(campaign_id)s
-                  AND s.sent_at > now() - make_interval(secs => %(cap_seconds)s)
-            ) THEN 'frequency_cap'
+            -- any delivery within the cap is one when the latest is (this campaign has none yet:
+            -- passpush.audience never resolves a campaign again once it has sent)
+            WHEN %(cap_seconds)s > 0 AND last.sent_at > now() - make_interval(secs => %(cap_seconds)s)
+                THEN 'frequency_cap'
             WHEN %(recurring_key)s::text IS NOT NULL AND %(cooldown_seconds)s > 0 AND EXISTS (
                 SELECT 1 FROM push_campaign_recipients s
                 JOIN push_campaigns c ON c.id = s.campaign_id
@@ -50,37 +55,41 @@ classified AS (
                   AND c.recurring_key = %(recurring_key)s AND s.campaign_id <> %(campaign_id)s
                   AND s.updated_at > now() - make_interval(secs => %(cooldown_seconds)s)
             ) THEN 'cooldown'
-            WHEN j.wallet = 'google' AND (
+            -- counted only for a Google pass updated today at all, which the frequency cap mostly skips
+            WHEN j.wallet = 'google' AND last.sent_at > now() - interval '24 hours' AND (
                 SELECT count(*) FROM push_campaign_recipients s
-                WHERE s.pass_id = j.pass_id AND s.status = 'SENT' AND s.sent_at > now() - interval '24 hours'
+                WHERE s.passkit_id COLLATE "C" = j.passkit_id AND s.status = 'SENT'
+                  AND s.sent_at > now() - interval '24 hours'
             ) >= %(google_daily_limit)s THEN 'google_daily_limit'
-            WHEN (
-                SELECT s.rendered_message FROM push_campaign_recipients s
-                WHERE s.pass_id = j.pass_id AND s.status = 'SENT'
-                ORDER BY s.sent_at DESC LIMIT 1
-            ) = j.rendered THEN 'already_showing'
+            WHEN last.rendered_message = j.rendered THEN 'already_showing'
             -- the holdout: a stable hash of (campaign, member), so re-resolving keeps the same group
             WHEN %(holdout_basis_points)s > 0  -- no holdout: no md5 per member
                  AND ('x' || substr(md5(%(campaign_id)s::text || ':' || j.member_id), 1, 8))::bit(32)::bigint
                      %% 10000 < %(holdout_basis_points)s THEN 'holdout'
         END AS reason
-    FROM joined j
+    FROM ranked j
+    -- the pass's latest delivery (by any campaign): one index-only look-up serves the frequency cap,
+    -- Google's daily limit and "already shows this text"
+    LEFT JOIN LATERAL (
+        SELECT s.sent_at, s.rendered_message FROM push_campaign_recipients s
+        WHERE s.passkit_id COLLATE "C" = j.passkit_id AND s.status = 'SENT'
+        ORDER BY s.sent_at DESC LIMIT 1
+    ) last ON true
     OFFSET 0  -- computed once here: inlined, the CASE and its look-ups ran again in each node above
 ),
 -- One row per member: a member id with several passes in the program (a reissued card, say) is
 -- reached on its sendable pass, else on the most recently updated one.
 chosen AS (
-    SELECT c.*,
-           row_number() OVER (PARTITION BY c.member_id
-                              ORDER BY c.sendable DESC, c.last_updated DESC, c.pass_id) AS member_pass
+    SELECT DISTINCT ON (c.member_id COLLATE "C") c.*
     FROM classified c
+    ORDER BY c.member_id COLLATE "C", c.sendable DESC, c.last_updated DESC, c.pass_id
 ),
 -- Batches in member order: seq is the eligible member's place in that order. The window's ordering is
 -- the one chosen was sorted by, so the rows are sorted once.
 numbered AS (
     SELECT ch.*,
-           count(*) FILTER (WHERE ch.reason IS NULL AND ch.member_pass = 1)
-               OVER (ORDER BY ch.member_id, ch.sendable DESC, ch.last_updated DESC, ch.pass_id
+           count(*) FILTER (WHERE ch.reason IS NULL)
+               OVER (ORDER BY ch.member_id COLLATE "C", ch.sendable DESC, ch.last_updated DESC, ch.pass_id
                      ROWS UNBOUNDED PRECEDING) AS seq
     FROM chosen ch
 )
@@ -99,4 +108,3 @@ SELECT %(campaign_id)s, member_id, pass_id, passkit_id, wallet,
        timezone,
        points_balance
 FROM numbered
-WHERE member_pass = 1
