@@ -203,11 +203,22 @@ def fill_audience(conn: psycopg.Connection, spec: CampaignSpec) -> int:
     return 0
 
 
-def _insert_recipients(conn: psycopg.Connection, campaign_id: str, spec: CampaignSpec) -> None:
+# A row of what a resolution wrote: status, reason, wallet, recipients, last batch, the longest message
+# of a recipient to send to, and how many went into batch 0 (resolve_audience.sql returns these).
+WrittenCounts = list[tuple[str, str | None, str | None, int, int | None, int | None, int]]
+
+_COUNT_WRITTEN_SQL = """
+SELECT status, reason, wallet, count(*), max(batch_no),
+       max(length(rendered_message)) FILTER (WHERE status = 'PENDING'), count(*) FILTER (WHERE batch_no = 0)
+FROM push_campaign_recipients WHERE campaign_id = %s GROUP BY 1, 2, 3
+"""
+
+
+def _insert_recipients(conn: psycopg.Connection, campaign_id: str, spec: CampaignSpec) -> WrittenCounts:
     query = queries.composed("resolve_audience", rendered=spec.template.to_sql())
     program = campaigns.load_program(conn, spec.program_id)
     try:
-        _run_resolve(conn, query, campaign_id, spec, program.timezone)
+        return _run_resolve(conn, query, campaign_id, spec, program.timezone)
     except psycopg.errors.UniqueViolation as err:
         # The statement writes one row per member: a second row can only come from a second resolution.
         raise AudienceError(
@@ -216,10 +227,10 @@ def _insert_recipients(conn: psycopg.Connection, campaign_id: str, spec: Campaig
 
 
 def _run_resolve(conn: psycopg.Connection, query: sql.Composed, campaign_id: str, spec: CampaignSpec,
-                 program_timezone: str) -> None:
+                 program_timezone: str) -> WrittenCounts:
     requested = conn.execute("SELECT count(*) FROM pp_audience").fetchone()
     # A test send goes to the team's own passes, however recently they were reached, and holds no one out.
-    conn.execute(query, {
+    return conn.execute(query, {
         "requested": requested[0] if requested else 0,
         "program_id": spec.program_id,
         "program_timezone": program_timezone,
@@ -231,10 +242,12 @@ def _run_resolve(conn: psycopg.Connection, query: sql.Composed, campaign_id: str
         "google_daily_limit": GOOGLE_DAILY_UPDATE_LIMIT,
         "batch_size": spec.batch_size,
         "max_batches": MAX_BATCHES,
-    })
+    }).fetchall()
 
 
-def _check_rendered_length(conn: psycopg.Connection, campaign_id: str, limit: int) -> None:
+def _check_rendered_length(conn: psycopg.Connection, campaign_id: str, limit: int, counts: WrittenCounts) -> None:
+    if max((longest for *_, longest, _ in counts if longest is not None), default=0) <= limit:
+        return
     row = conn.execute(
         "SELECT member_id, length(rendered_message), rendered_message FROM push_campaign_recipients"
         " WHERE campaign_id = %s AND status = 'PENDING' AND length(rendered_message) > %s"
@@ -247,44 +260,42 @@ def _check_rendered_length(conn: psycopg.Connection, campaign_id: str, limit: in
             f"limit of {limit}: shorten it, use shorter placeholders or raise max_message_length")
 
 
-def build_preview(conn: psycopg.Connection, campaign_id: str, duplicates: int = 0) -> AudiencePreview:
+def build_preview(conn: psycopg.Connection, campaign_id: str, duplicates: int = 0,
+                  counts: WrittenCounts | None = None) -> AudiencePreview:
+    """The preview of a resolved campaign, from the counts its resolution returned, else from its rows."""
+    if counts is None:
+        counts = conn.execute(_COUNT_WRITTEN_SQL, (campaign_id,)).fetchall()
     preview = AudiencePreview(duplicates_in_input=duplicates)
-    rows = conn.execute(
-        "SELECT status, reason, wallet, count(*), max(batch_no) FROM push_campaign_recipients"
-        " WHERE campaign_id = %s GROUP BY 1, 2, 3",
-        (campaign_id,),
-    ).fetchall()
     last_batch = -1
-    for status, reason, wallet, count, max_batch in rows:
+    for status, reason, wallet, count, max_batch, _, first_batch in counts:
         preview.targeted += count
-        if status == "SKIPPED":
-            preview.skipped[reason] = preview.skipped.get(reason, 0) + count
-            continue
-        if status == "HELD_OUT":
-            preview.held_out += count
-            continue
-        preview.eligible += count
-        if wallet == "google":
-            preview.will_update_google += count
-        else:
-            preview.will_buzz_iphone += count
+        preview.batch_size += first_batch
         if max_batch is not None:
             last_batch = max(last_batch, max_batch)
+        if status == "SKIPPED":
+            preview.skipped[reason] = preview.skipped.get(reason, 0) + count
+        elif status == "HELD_OUT":
+            preview.held_out += count
+        else:
+            preview.eligible += count
+            if wallet == "google":
+                preview.will_update_google += count
+            else:
+                preview.will_buzz_iphone += count
     preview.batches = last_batch + 1
-    preview.unknown_sample = [r[0] for r in conn.execute(
-        "SELECT member_id FROM push_campaign_recipients WHERE campaign_id = %s AND reason = 'unknown_member'"
-        " ORDER BY member_id LIMIT 10", (campaign_id,))]
+    if preview.skipped.get("unknown_member"):
+        preview.unknown_sample = [r[0] for r in conn.execute(
+            "SELECT member_id FROM push_campaign_recipients WHERE campaign_id = %s AND reason = 'unknown_member'"
+            " ORDER BY member_id LIMIT 10", (campaign_id,))]
+    # The first members the campaign is for, in batch order: every batch holds at least one of them, so
+    # the first SAMPLE_SIZE batches hold the sample, found through the batch index.
     preview.samples = [
         {"member_id": r[0], "wallet": r[1], "message": r[2]}
         for r in conn.execute(
             "SELECT member_id, wallet, rendered_message FROM push_campaign_recipients"
-            " WHERE campaign_id = %s AND status <> 'SKIPPED' ORDER BY member_id LIMIT %s",
-            (campaign_id, SAMPLE_SIZE))
+            " WHERE campaign_id = %s AND batch_no < %s ORDER BY member_id COLLATE \"C\" LIMIT %s",
+            (campaign_id, SAMPLE_SIZE, SAMPLE_SIZE))
     ]
-    size = conn.execute(
-        "SELECT count(*) FROM push_campaign_recipients WHERE campaign_id = %s AND batch_no = 0",
-        (campaign_id,)).fetchone()
-    preview.batch_size = int(size[0]) if size else 0
     return preview
 
 
@@ -313,9 +324,9 @@ def resolve(conn: psycopg.Connection, campaign_id: str) -> AudiencePreview:
         # 200 ids and joins a million of them by nested loops (minutes instead of seconds).
         conn.execute("ANALYZE pp_audience")
         conn.execute("DELETE FROM push_campaign_recipients WHERE campaign_id = %s", (campaign_id,))
-        _insert_recipients(conn, campaign_id, spec)
-        _check_rendered_length(conn, campaign_id, spec.max_message_length)
-        preview = build_preview(conn, campaign_id, duplicates)
+        counts = _insert_recipients(conn, campaign_id, spec)
+        _check_rendered_length(conn, campaign_id, spec.max_message_length, counts)
+        preview = build_preview(conn, campaign_id, duplicates, counts)
         conn.execute(
             "UPDATE push_campaigns SET recipient_count = %s, skipped_count = %s, preview = %s,"
             " updated_at = now() WHERE id = %s",

@@ -5,6 +5,7 @@
 -- Every requested member gets exactly one row: PENDING (to send, with a batch number),
 -- HELD_OUT (the campaign's random, reproducible holdout share of the eligible members) or
 -- SKIPPED with the first reason that applies. {rendered} is the compiled message template.
+-- Returns the rows written, counted by status, reason and wallet.
 WITH joined AS (
     SELECT r.member_id,
            p.id                  AS pass_id,
@@ -92,19 +93,30 @@ numbered AS (
                OVER (ORDER BY ch.member_id COLLATE "C", ch.sendable DESC, ch.last_updated DESC, ch.pass_id
                      ROWS UNBOUNDED PRECEDING) AS seq
     FROM chosen ch
+),
+written AS (
+    INSERT INTO push_campaign_recipients
+        (campaign_id, member_id, pass_id, passkit_id, wallet, batch_no, rendered_message, status, reason,
+         timezone, points_at_resolve)
+    SELECT %(campaign_id)s, member_id, pass_id, passkit_id, wallet,
+           CASE WHEN reason IS NULL
+                -- batches grow past batch_size rather than outnumber max_batches (sized on the requested
+                -- count, known before the statement, so no pass over every row is needed to count the eligible)
+                THEN ((seq - 1) / GREATEST(%(batch_size)s, ceil(%(requested)s::numeric / %(max_batches)s)::bigint))::int
+           END,
+           rendered,
+           CASE WHEN reason IS NULL THEN 'PENDING' WHEN reason = 'holdout' THEN 'HELD_OUT' ELSE 'SKIPPED' END,
+           reason,
+           timezone,
+           points_balance
+    FROM numbered
+    RETURNING status, reason, wallet, batch_no, length(rendered_message) AS message_length
 )
-INSERT INTO push_campaign_recipients
-    (campaign_id, member_id, pass_id, passkit_id, wallet, batch_no, rendered_message, status, reason,
-     timezone, points_at_resolve)
-SELECT %(campaign_id)s, member_id, pass_id, passkit_id, wallet,
-       CASE WHEN reason IS NULL
-            -- batches grow past batch_size rather than outnumber max_batches (sized on the requested
-            -- count, known before the statement, so no pass over every row is needed to count the eligible)
-            THEN ((seq - 1) / GREATEST(%(batch_size)s, ceil(%(requested)s::numeric / %(max_batches)s)::bigint))::int
-       END,
-       rendered,
-       CASE WHEN reason IS NULL THEN 'PENDING' WHEN reason = 'holdout' THEN 'HELD_OUT' ELSE 'SKIPPED' END,
-       reason,
-       timezone,
-       points_balance
-FROM numbered
+-- What was written, counted as it was written (read back from the table, the rows would be read again
+-- through an index whose statistics do not know this campaign yet): the preview's counts and the
+-- longest message anyone will be sent.
+SELECT status, reason, wallet, count(*) AS recipients, max(batch_no) AS last_batch,
+       max(message_length) FILTER (WHERE status = 'PENDING') AS longest_message,
+       count(*) FILTER (WHERE batch_no = 0) AS first_batch_size
+FROM written
+GROUP BY status, reason, wallet
