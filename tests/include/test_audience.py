@@ -527,6 +527,58 @@ def test_already_showing(db: psycopg.Connection, loyalty: SeededProgram) -> None
     }
 
 
+def test_suppression_follows_the_passkit_id_whichever_pass_row_reached_it(db: psycopg.Connection,
+                                                                         loyalty: SeededProgram) -> None:
+    """A PassKit id is one pass in one wallet: what it shows and when it last buzzed belong to it, also
+    when the delivery was recorded on another passes_master row (a card reissued under the same id)."""
+    e = eligible_ids(db, loyalty)
+    everyone = members(db, loyalty.program_id)
+    text = "Double points today"
+    earlier = create(db, loyalty, message="an earlier campaign")
+    for member_id, hours_ago, rendered in ((e[0], 1, "an earlier offer"), (e[1], 30, text)):
+        db.execute(
+            "INSERT INTO push_campaign_recipients (campaign_id, member_id, pass_id, passkit_id, wallet,"
+            " rendered_message, status, sent_at)"
+            " VALUES (%s, %s, gen_random_uuid(), %s, %s, %s, 'SENT', now() - make_interval(secs => %s))",
+            (earlier, f"OLD-{member_id}", everyone[member_id]["passkit_internal_id"],
+             everyone[member_id]["wallet"], rendered, hours_ago * 3600))
+    query = f"SELECT unnest(ARRAY['{e[0]}', '{e[1]}', '{e[2]}']) AS member_id"
+
+    campaign_id, _ = resolve(db, loyalty, audience="sql", sql=query, message=text)
+
+    assert outcome(recipients(db, campaign_id)) == {
+        e[0]: ("SKIPPED", "frequency_cap"),
+        e[1]: ("SKIPPED", "already_showing"),
+        e[2]: ("PENDING", None),
+    }
+
+
+def test_the_preview_from_the_resolution_matches_the_rows_it_wrote(db: psycopg.Connection,
+                                                                   loyalty: SeededProgram,
+                                                                   uploads: Path) -> None:
+    e = eligible_ids(db, loyalty)
+    set_pass(db, loyalty, e[1], opted_out=True)
+    sent_before(db, loyalty, e[2], hours_ago=1)
+    campaign_id, preview = resolve(db, loyalty, audience="csv", batch_size=7, holdout_percent=20,
+                                   csv_path=write_csv(uploads, [*e[:60], "NOPE-1", "NOPE-2", e[0]]))
+
+    assert preview == audience.build_preview(db, campaign_id, duplicates=1)  # counted from the table
+    assert (preview.targeted, preview.duplicates_in_input) == (62, 1)
+    assert preview.skipped == {"opted_out": 1, "frequency_cap": 1, "unknown_member": 2}
+    assert preview.held_out > 0 and preview.eligible + preview.held_out == 58
+    assert preview.batch_size == 7 and preview.batches == -(-preview.eligible // 7)
+
+
+def test_samples_are_members_the_campaign_will_reach(db: psycopg.Connection, loyalty: SeededProgram) -> None:
+    campaign_id, preview = resolve(db, loyalty, holdout_percent=50, batch_size=1)
+
+    rows = recipients(db, campaign_id)
+    pending = sorted(m for m, r in rows.items() if r.status == "PENDING")
+    assert any(r.status == "HELD_OUT" for r in rows.values())
+    assert preview.samples == [{"member_id": m, "wallet": rows[m].wallet, "message": rows[m].rendered}
+                               for m in pending[:audience.SAMPLE_SIZE]]
+
+
 # ---- batches and idempotence -----------------------------------------------------------------------
 
 
