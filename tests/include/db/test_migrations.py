@@ -9,6 +9,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from passpush import sending
 from passpush.db.embedded import drop_database, ensure_database
 from passpush.db.migrations import apply_migrations, yoyo_url
 from passpush.paths import MIGRATIONS_DIR
@@ -164,6 +165,29 @@ def test_recipients_are_unique_per_campaign_and_member(db: psycopg.Connection) -
     remaining = db.execute("SELECT count(*) FROM push_campaign_recipients WHERE campaign_id IN (%s, %s)",
                            (campaign_id, other_id)).fetchone()
     assert remaining == (0,)  # recipients go with their campaign
+
+
+def test_member_ids_compare_bytewise_and_the_senders_look_ups_still_use_the_primary_key(
+        db: psycopg.Connection) -> None:
+    """Migration 031: the primary key compares member ids as bytes, and the sender's write-back, which
+    joins the key to ids from a parameter array (default collation), still finds rows through it."""
+    collation = db.execute("SELECT collation_name FROM information_schema.columns"
+                           " WHERE table_name = 'push_campaign_recipients' AND column_name = 'member_id'").fetchone()
+    assert collation == ("C",)
+    with db.transaction(force_rollback=True):
+        campaign_id = db.execute("INSERT INTO push_campaigns (program_id, name, message_text)"
+                                 " VALUES (gen_random_uuid(), 'collation', 'm') RETURNING id").fetchone()[0]
+        db.execute("INSERT INTO push_campaign_recipients (campaign_id, member_id)"
+                   " SELECT %s, 'CUST-' || i FROM generate_series(1, 5000) i", (campaign_id,))
+        db.execute("ANALYZE push_campaign_recipients")
+        plan = "\n".join(r[0] for r in db.execute(
+            "EXPLAIN " + sending.WRITE_SQL,
+            {"campaign_id": campaign_id, "member_ids": ["CUST-2", "CUST-1"], "statuses": ["SENT"] * 2,
+             "reasons": [None] * 2, "errors": [None] * 2, "http_statuses": [200] * 2, "attempts": [1] * 2}))
+    assert "push_campaign_recipients_pkey" in plan and "member_id" in plan.split("Index Cond")[1], plan
+    ordered = [r[0] for r in db.execute("SELECT m::text COLLATE \"C\" FROM unnest(ARRAY['b', 'B', 'a', 'A']) m"
+                                        " ORDER BY 1")]
+    assert ordered == ["A", "B", "a", "b"]  # bytes, not a dictionary's order
 
 
 def test_a_retried_create_finds_its_campaign(db: psycopg.Connection) -> None:

@@ -1,0 +1,11 @@
+-- Member ids in the recipient table compare byte by byte (collation "C").
+--
+-- A resolution writes up to a million rows in one statement, and each one descends the primary key
+-- (campaign_id, member_id), comparing member ids all the way down. Under a linguistic collation every
+-- comparison goes through the C library's strcoll; bytewise it is a memcmp: a million rows are written
+-- in 0.85 s less (bench/RESULTS.md). Member ids are identifiers, not words: nothing sorts them for a
+-- reader, and equality is the same under both. Batches are numbered in this order
+-- (sql/queries/resolve_audience.sql), so the primary key is filled from left to right.
+--
+-- Only the column's collation changes: the table is not rewritten, its primary key is rebuilt.
+ALTER TABLE push_campaign_recipients ALTER COLUMN member_id TYPE text COLLATE "C";
