@@ -287,14 +287,13 @@ def build_preview(conn: psycopg.Connection, campaign_id: str, duplicates: int = 
         preview.unknown_sample = [r[0] for r in conn.execute(
             "SELECT member_id FROM push_campaign_recipients WHERE campaign_id = %s AND reason = 'unknown_member'"
             " ORDER BY member_id LIMIT 10", (campaign_id,))]
-    # The first members the campaign is for, in batch order: every batch holds at least one of them, so
-    # the first SAMPLE_SIZE batches hold the sample, found through the batch index.
+    # The first members the campaign is for (a batch number is theirs only), in the primary key's order.
     preview.samples = [
         {"member_id": r[0], "wallet": r[1], "message": r[2]}
         for r in conn.execute(
             "SELECT member_id, wallet, rendered_message FROM push_campaign_recipients"
-            " WHERE campaign_id = %s AND batch_no < %s ORDER BY member_id COLLATE \"C\" LIMIT %s",
-            (campaign_id, SAMPLE_SIZE, SAMPLE_SIZE))
+            " WHERE campaign_id = %s AND batch_no IS NOT NULL ORDER BY member_id LIMIT %s",
+            (campaign_id, SAMPLE_SIZE))
     ]
     return preview
 
@@ -327,6 +326,7 @@ def resolve(conn: psycopg.Connection, campaign_id: str) -> AudiencePreview:
         # code would speed up: JIT compiled it for 0.5 s and won nothing back (bench/RESULTS.md).
         conn.execute("SET LOCAL jit = off")
         conn.execute("DELETE FROM push_campaign_recipients WHERE campaign_id = %s", (campaign_id,))
+        conn.execute("DELETE FROM push_campaign_batches WHERE campaign_id = %s", (campaign_id,))
         counts = _insert_recipients(conn, campaign_id, spec)
         _check_rendered_length(conn, campaign_id, spec.max_message_length, counts)
         preview = build_preview(conn, campaign_id, duplicates, counts)

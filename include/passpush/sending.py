@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -107,11 +108,13 @@ class RowOutcome:
     attempts: int
 
 
-CLAIM_SQL = """
+# {scope} names the sender's rows: the whole campaign (reconciliation), or one batch, read through the
+# primary key within the batch's range of member ids (BatchSender.find_batch).
+CLAIM_SQL = sql.SQL("""
 UPDATE push_campaign_recipients r SET status = 'SENDING', updated_at = now()
 FROM (
     SELECT member_id FROM push_campaign_recipients
-    WHERE campaign_id = %(campaign_id)s AND (%(batch_no)s::int IS NULL OR batch_no = %(batch_no)s)
+    WHERE {scope}
       AND status = ANY(%(statuses)s)
       AND NOT (%(quiet)s
                AND passpush_in_quiet_hours(%(now)s, coalesce(timezone, 'UTC'), %(quiet_start)s, %(quiet_end)s))
@@ -120,29 +123,29 @@ FROM (
 ) pick
 WHERE r.campaign_id = %(campaign_id)s AND r.member_id = pick.member_id
 RETURNING r.member_id, r.passkit_id, r.rendered_message
-"""
+""")
 
-QUIET_SKIP_SQL = """
+QUIET_SKIP_SQL = sql.SQL("""
 UPDATE push_campaign_recipients SET status = 'SKIPPED', reason = 'quiet_hours', updated_at = now()
-WHERE campaign_id = %(campaign_id)s AND (%(batch_no)s::int IS NULL OR batch_no = %(batch_no)s)
+WHERE {scope}
   AND status = ANY(%(statuses)s)
   AND passpush_in_quiet_hours(%(now)s, coalesce(timezone, 'UTC'), %(quiet_start)s, %(quiet_end)s)
-"""
+""")
 
-QUIET_WAITING_SQL = """
+QUIET_WAITING_SQL = sql.SQL("""
 SELECT count(*), min(passpush_quiet_hours_end(%(now)s, coalesce(timezone, 'UTC'), %(quiet_end)s))
 FROM push_campaign_recipients
-WHERE campaign_id = %(campaign_id)s AND (%(batch_no)s::int IS NULL OR batch_no = %(batch_no)s)
+WHERE {scope}
   AND status = ANY(%(statuses)s)
   AND passpush_in_quiet_hours(%(now)s, coalesce(timezone, 'UTC'), %(quiet_start)s, %(quiet_end)s)
-"""
+""")
 
-IN_DOUBT_SQL = """
+IN_DOUBT_SQL = sql.SQL("""
 SELECT member_id, passkit_id, rendered_message FROM push_campaign_recipients
-WHERE campaign_id = %(campaign_id)s AND (%(batch_no)s::int IS NULL OR batch_no = %(batch_no)s)
+WHERE {scope}
   AND status = 'SENDING'
 ORDER BY member_id
-"""
+""")
 
 WRITE_SQL = """
 UPDATE push_campaign_recipients r
@@ -186,10 +189,31 @@ class BatchSender:
         self._last_flush = time.monotonic()
         self._abort: str | None = None
         self._db_lock = asyncio.Lock()
+        self._range: tuple[str, str] | None = None
+        self._scope_sql = sql.SQL("campaign_id = %(campaign_id)s AND batch_no = %(batch_no)s")
 
     # ---- database -----------------------------------------------------------------------------
 
-    async def _execute(self, query: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    async def find_batch(self) -> None:
+        """Read this sender's rows within its batch's range of member ids (push_campaign_batches,
+        migration 032); a batch without a recorded range is read as the campaign's rows of that number."""
+        self._range = None
+        if self.batch_no is not None:
+            rows = await self._execute(
+                "SELECT first_member, last_member FROM push_campaign_batches"
+                " WHERE campaign_id = %(campaign_id)s AND batch_no = %(batch_no)s",
+                {"campaign_id": self.campaign_id, "batch_no": self.batch_no})
+            self._range = rows[0] if rows else None
+        self._scope_sql = sql.SQL(
+            "campaign_id = %(campaign_id)s" if self.batch_no is None
+            else "campaign_id = %(campaign_id)s AND batch_no = %(batch_no)s" if self._range is None
+            else "campaign_id = %(campaign_id)s AND member_id BETWEEN %(first_member)s AND %(last_member)s"
+                 " AND batch_no = %(batch_no)s")
+
+    def _scoped(self, template: sql.SQL) -> sql.Composed:
+        return template.format(scope=self._scope_sql)
+
+    async def _execute(self, query: str | sql.Composable, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         async with self._db_lock, self.db.cursor() as cur:
             await cur.execute(query, params)
             return await cur.fetchall() if cur.description else []
@@ -197,16 +221,18 @@ class BatchSender:
     def _scope(self, statuses: Sequence[str]) -> dict[str, Any]:
         """Parameters naming this sender's rows, and the quiet-hours window as of now."""
         quiet = self.options.quiet_hours
+        first, last = self._range or (None, None)
         return {"campaign_id": self.campaign_id, "batch_no": self.batch_no, "statuses": list(statuses),
+                "first_member": first, "last_member": last,
                 "quiet": quiet is not None, "now": self.options.clock(),
                 "quiet_start": quiet.start if quiet else None, "quiet_end": quiet.end if quiet else None}
 
     async def _claim(self, statuses: Sequence[str], limit: int) -> list[Recipient]:
-        rows = await self._execute(CLAIM_SQL, {**self._scope(statuses), "limit": limit})
+        rows = await self._execute(self._scoped(CLAIM_SQL), {**self._scope(statuses), "limit": limit})
         return [Recipient(r[0], r[1], r[2], in_doubt=False) for r in rows]
 
     async def _in_doubt(self) -> list[Recipient]:
-        rows = await self._execute(IN_DOUBT_SQL, {"campaign_id": self.campaign_id, "batch_no": self.batch_no})
+        rows = await self._execute(self._scoped(IN_DOUBT_SQL), self._scope(()))
         return [Recipient(r[0], r[1], r[2], in_doubt=True) for r in rows]
 
     async def _check_abort(self) -> None:
@@ -342,9 +368,9 @@ class BatchSender:
         if quiet is None:
             return
         if quiet.policy == "skip":
-            await self._execute(QUIET_SKIP_SQL, self._scope(statuses))
+            await self._execute(self._scoped(QUIET_SKIP_SQL), self._scope(statuses))
             return
-        rows = await self._execute(QUIET_WAITING_SQL, self._scope(statuses))
+        rows = await self._execute(self._scoped(QUIET_WAITING_SQL), self._scope(statuses))
         waiting, opening = rows[0] if rows else (0, None)
         self.summary.waiting = int(waiting)
         self.summary.next_opening = opening.isoformat() if opening else None
@@ -354,6 +380,7 @@ class BatchSender:
 
     async def run(self, statuses: Sequence[str] = ("PENDING", "RETRYABLE")) -> SendSummary:
         started = time.monotonic()
+        await self.find_batch()
         await self._check_abort()
         if self.options.quiet_hours and self.options.quiet_hours.policy == "skip" and not self._abort:
             await self._apply_quiet_hours(statuses)

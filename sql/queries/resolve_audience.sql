@@ -5,7 +5,8 @@
 -- Every requested member gets exactly one row: PENDING (to send, with a batch number),
 -- HELD_OUT (the campaign's random, reproducible holdout share of the eligible members) or
 -- SKIPPED with the first reason that applies. {rendered} is the compiled message template.
--- Returns the rows written, counted by status, reason and wallet.
+-- Records each batch's range of member ids. Returns the rows written, counted by status, reason and
+-- wallet.
 WITH joined AS (
     SELECT r.member_id,
            p.id                  AS pass_id,
@@ -110,7 +111,16 @@ written AS (
            timezone,
            points_balance
     FROM numbered
-    RETURNING status, reason, wallet, batch_no, length(rendered_message) AS message_length
+    RETURNING member_id, status, reason, wallet, batch_no, length(rendered_message) AS message_length
+),
+-- Each batch as the range of member ids it spans: senders read their batch through the primary key
+-- (migration 032).
+batches AS (
+    INSERT INTO push_campaign_batches (campaign_id, batch_no, first_member, last_member, recipients)
+    SELECT %(campaign_id)s, batch_no, min(member_id), max(member_id), count(*)
+    FROM written
+    WHERE batch_no IS NOT NULL
+    GROUP BY batch_no
 )
 -- What was written, counted as it was written (read back from the table, the rows would be read again
 -- through an index whose statistics do not know this campaign yet): the preview's counts and the

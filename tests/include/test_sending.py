@@ -4,6 +4,7 @@ retries under faults, the in-doubt case after a crash, and the 401 stop."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 
 import psycopg
@@ -168,3 +169,64 @@ def test_unknown_members_fail_permanently_with_their_reason(migrated_database_ur
     assert first.failed == 3 and first.failures_by_reason == {"http_404": 3}
     assert first.status == "COMPLETED_WITH_ERRORS"
     assert second == first  # re-running reconcile converges on the same result
+
+
+# ---- batches as ranges of member ids (migration 032) ----------------------------------------------
+
+
+def _batches(db: psycopg.Connection, campaign_id: str) -> dict[int, tuple[str, str, int]]:
+    return {r[0]: tuple(r[1:]) for r in db.execute(
+        "SELECT batch_no, first_member, last_member, recipients FROM push_campaign_batches"
+        " WHERE campaign_id = %s", (campaign_id,))}
+
+
+def test_the_resolution_records_each_batch_as_a_range_of_member_ids(migrated_database_url, program, db) -> None:
+    campaign_id = _campaign(migrated_database_url, program, batch_size=15)
+
+    members: dict[int, list[str]] = {}
+    for member_id, batch_no in db.execute("SELECT member_id, batch_no FROM push_campaign_recipients"
+                                          " WHERE campaign_id = %s AND batch_no IS NOT NULL", (campaign_id,)):
+        members.setdefault(batch_no, []).append(member_id)
+    assert len(members) > 2
+    assert _batches(db, campaign_id) == {b: (min(ids), max(ids), len(ids)) for b, ids in members.items()}
+    ranges = sorted(_batches(db, campaign_id).values())
+    assert all(earlier[1] < later[0] for earlier, later in itertools.pairwise(ranges))  # disjoint
+
+
+def test_a_batch_is_claimed_through_the_primary_key_within_its_range(migrated_database_url, program, emulator,
+                                                                      db) -> None:
+    campaign_id = _campaign(migrated_database_url, program, batch_size=15)
+
+    async def claim_plan() -> tuple[str, list[str]]:
+        async with await psycopg.AsyncConnection.connect(migrated_database_url) as conn, \
+                PassKitClient(_settings(emulator)) as client:
+            sender = sending.BatchSender(conn, client, campaign_id, 1, _options())
+            await sender.find_batch()
+            params = {**sender._scope(["PENDING"]), "limit": 5}
+            await conn.execute("SET enable_seqscan = off")
+            plan = [r[0] async for r in await conn.execute(
+                sending.sql.SQL("EXPLAIN ") + sender._scoped(sending.CLAIM_SQL), params)]
+            claimed = [r.member_id for r in await sender._claim(["PENDING"], 5)]
+            await conn.rollback()
+            return "\n".join(plan), claimed
+
+    plan, claimed = asyncio.run(claim_plan())
+
+    first, last, _ = _batches(db, campaign_id)[1]
+    assert "push_campaign_recipients_pkey" in plan and f"member_id >= '{first}'" in plan, plan
+    batch = sorted(r[0] for r in db.execute("SELECT member_id FROM push_campaign_recipients"
+                                            " WHERE campaign_id = %s AND batch_no = 1", (campaign_id,)))
+    assert sorted(claimed) == batch[:5] and batch[0] == first and batch[-1] == last
+
+
+def test_a_batch_without_a_recorded_range_is_still_sent_whole(migrated_database_url, program, emulator, db) -> None:
+    campaign_id = _campaign(migrated_database_url, program, batch_size=15)
+    db.execute("DELETE FROM push_campaign_batches WHERE campaign_id = %s AND batch_no = 1", (campaign_id,))
+    db.commit()
+
+    summary = sending.send_batch(migrated_database_url, campaign_id, 1, _settings(emulator), _options())
+
+    assert summary.sent == 15
+    sent = db.execute("SELECT batch_no, count(*) FROM push_campaign_recipients WHERE campaign_id = %s"
+                      " AND status = 'SENT' GROUP BY 1", (campaign_id,)).fetchall()
+    assert sent == [(1, 15)]
