@@ -147,6 +147,17 @@ WHERE {scope}
 ORDER BY member_id
 """)
 
+
+def _rows_of(batch_no: int | None, member_range: tuple[str, str] | None) -> sql.SQL:
+    """The {scope} of a sender: the whole campaign, one batch within its range, or one batch."""
+    if batch_no is None:
+        return sql.SQL("campaign_id = %(campaign_id)s")
+    if member_range is None:
+        return sql.SQL("campaign_id = %(campaign_id)s AND batch_no = %(batch_no)s")
+    return sql.SQL("campaign_id = %(campaign_id)s AND member_id BETWEEN %(first_member)s AND %(last_member)s"
+                   " AND batch_no = %(batch_no)s")
+
+
 WRITE_SQL = """
 UPDATE push_campaign_recipients r
 SET status = v.status, reason = v.reason, last_error = v.error, http_status = v.http_status,
@@ -190,7 +201,7 @@ class BatchSender:
         self._abort: str | None = None
         self._db_lock = asyncio.Lock()
         self._range: tuple[str, str] | None = None
-        self._scope_sql = sql.SQL("campaign_id = %(campaign_id)s AND batch_no = %(batch_no)s")
+        self._scope_sql = _rows_of(batch_no, None)
 
     # ---- database -----------------------------------------------------------------------------
 
@@ -204,11 +215,7 @@ class BatchSender:
                 " WHERE campaign_id = %(campaign_id)s AND batch_no = %(batch_no)s",
                 {"campaign_id": self.campaign_id, "batch_no": self.batch_no})
             self._range = rows[0] if rows else None
-        self._scope_sql = sql.SQL(
-            "campaign_id = %(campaign_id)s" if self.batch_no is None
-            else "campaign_id = %(campaign_id)s AND batch_no = %(batch_no)s" if self._range is None
-            else "campaign_id = %(campaign_id)s AND member_id BETWEEN %(first_member)s AND %(last_member)s"
-                 " AND batch_no = %(batch_no)s")
+        self._scope_sql = _rows_of(self.batch_no, self._range)
 
     def _scoped(self, template: sql.SQL) -> sql.Composed:
         return template.format(scope=self._scope_sql)
