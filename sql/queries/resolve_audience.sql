@@ -39,7 +39,9 @@ ranked AS (
     FROM joined j
 ),
 classified AS (
-    SELECT j.*,
+    -- only what the rows written need: every byte here is sorted once more, into member order
+    SELECT j.member_id, j.pass_id, j.passkit_id, j.wallet, j.sendable, j.last_updated, j.points_balance,
+           j.timezone, j.rendered,
         CASE
             WHEN j.pass_id IS NULL THEN 'unknown_member'
             WHEN j.pass_status <> 'ACTIVE' THEN 'inactive_pass'
