@@ -203,14 +203,19 @@ def fill_audience(conn: psycopg.Connection, spec: CampaignSpec) -> int:
     return 0
 
 
-# A row of what a resolution wrote: status, reason, wallet, recipients, last batch, the longest message
-# of a recipient to send to, and how many went into batch 0 (resolve_audience.sql returns these).
-WrittenCounts = list[tuple[str, str | None, str | None, int, int | None, int | None, int]]
+# A row of what a resolution wrote: status, reason, wallet, recipients, the longest message of a
+# recipient to send to, then the campaign's number of batches and its largest batch (the same on every
+# row). resolve_audience.sql returns these; _COUNT_WRITTEN_SQL reads them from the table.
+WrittenCounts = list[tuple[str, str | None, str | None, int, int | None, int, int | None]]
 
 _COUNT_WRITTEN_SQL = """
-SELECT status, reason, wallet, count(*), max(batch_no),
-       max(length(rendered_message)) FILTER (WHERE status = 'PENDING'), count(*) FILTER (WHERE batch_no = 0)
-FROM push_campaign_recipients WHERE campaign_id = %s GROUP BY 1, 2, 3
+WITH batches AS (
+    SELECT count(*) AS recipients FROM push_campaign_recipients
+    WHERE campaign_id = %(campaign_id)s AND batch_no IS NOT NULL GROUP BY batch_no
+)
+SELECT status, reason, wallet, count(*), max(length(rendered_message)) FILTER (WHERE status = 'PENDING'),
+       (SELECT count(*) FROM batches), (SELECT max(recipients) FROM batches)
+FROM push_campaign_recipients WHERE campaign_id = %(campaign_id)s GROUP BY 1, 2, 3
 """
 
 
@@ -246,7 +251,7 @@ def _run_resolve(conn: psycopg.Connection, query: sql.Composed, campaign_id: str
 
 
 def _check_rendered_length(conn: psycopg.Connection, campaign_id: str, limit: int, counts: WrittenCounts) -> None:
-    if max((longest for *_, longest, _ in counts if longest is not None), default=0) <= limit:
+    if max((row[4] for row in counts if row[4] is not None), default=0) <= limit:
         return
     row = conn.execute(
         "SELECT member_id, length(rendered_message), rendered_message FROM push_campaign_recipients"
@@ -264,14 +269,11 @@ def build_preview(conn: psycopg.Connection, campaign_id: str, duplicates: int = 
                   counts: WrittenCounts | None = None) -> AudiencePreview:
     """The preview of a resolved campaign, from the counts its resolution returned, else from its rows."""
     if counts is None:
-        counts = conn.execute(_COUNT_WRITTEN_SQL, (campaign_id,)).fetchall()
+        counts = conn.execute(_COUNT_WRITTEN_SQL, {"campaign_id": campaign_id}).fetchall()
     preview = AudiencePreview(duplicates_in_input=duplicates)
-    last_batch = -1
-    for status, reason, wallet, count, max_batch, _, first_batch in counts:
+    for status, reason, wallet, count, _, batches, largest_batch in counts:
         preview.targeted += count
-        preview.batch_size += first_batch
-        if max_batch is not None:
-            last_batch = max(last_batch, max_batch)
+        preview.batches, preview.batch_size = batches, largest_batch or 0
         if status == "SKIPPED":
             preview.skipped[reason] = preview.skipped.get(reason, 0) + count
         elif status == "HELD_OUT":
@@ -282,7 +284,6 @@ def build_preview(conn: psycopg.Connection, campaign_id: str, duplicates: int = 
                 preview.will_update_google += count
             else:
                 preview.will_buzz_iphone += count
-    preview.batches = last_batch + 1
     if preview.skipped.get("unknown_member"):
         preview.unknown_sample = [r[0] for r in conn.execute(
             "SELECT member_id FROM push_campaign_recipients WHERE campaign_id = %s AND reason = 'unknown_member'"

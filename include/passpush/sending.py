@@ -111,8 +111,10 @@ class RowOutcome:
 # {scope} names the sender's rows: the whole campaign (reconciliation), or one batch, read through the
 # primary key within the batch's range of member ids (BatchSender.find_batch).
 CLAIM_SQL = sql.SQL("""
-UPDATE push_campaign_recipients r SET status = 'SENDING', updated_at = now()
-FROM (
+-- MATERIALIZED: the rows are picked once. As a sub-select joined to the UPDATE, the planner may rescan
+-- it inside a nested loop, and every rescan skips the rows this statement has just claimed and picks
+-- the next ones: seen claiming a whole batch instead of LIMIT rows.
+WITH pick AS MATERIALIZED (
     SELECT member_id FROM push_campaign_recipients
     WHERE {scope}
       AND status = ANY(%(statuses)s)
@@ -120,7 +122,9 @@ FROM (
                AND passpush_in_quiet_hours(%(now)s, coalesce(timezone, 'UTC'), %(quiet_start)s, %(quiet_end)s))
     ORDER BY member_id LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
-) pick
+)
+UPDATE push_campaign_recipients r SET status = 'SENDING', updated_at = now()
+FROM pick
 WHERE r.campaign_id = %(campaign_id)s AND r.member_id = pick.member_id
 RETURNING r.member_id, r.passkit_id, r.rendered_message
 """)

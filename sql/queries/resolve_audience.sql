@@ -88,13 +88,15 @@ chosen AS (
     FROM classified c
     ORDER BY c.member_id COLLATE "C", c.sendable DESC, c.last_updated DESC, c.pass_id
 ),
--- Batches in member order: seq is the eligible member's place in that order. The window's ordering is
--- the one chosen was sorted by, so the rows are sorted once.
+-- Batches in member order: a batch is the next batch_size members of the audience in that order and
+-- holds those of them the campaign sends to (fewer where some are skipped). seq is the member's place,
+-- a row_number, which holds no rows back; a running count of the eligible members alone kept every row
+-- of its window in store, 0.9 s per million (bench/RESULTS.md). The window's ordering is the one chosen
+-- was sorted by, so the rows are sorted once.
 numbered AS (
     SELECT ch.*,
-           count(*) FILTER (WHERE ch.reason IS NULL)
-               OVER (ORDER BY ch.member_id COLLATE "C", ch.sendable DESC, ch.last_updated DESC, ch.pass_id
-                     ROWS UNBOUNDED PRECEDING) AS seq
+           row_number() OVER (ORDER BY ch.member_id COLLATE "C", ch.sendable DESC, ch.last_updated DESC,
+                                       ch.pass_id) AS seq
     FROM chosen ch
 ),
 written AS (
@@ -104,7 +106,7 @@ written AS (
     SELECT %(campaign_id)s, member_id, pass_id, passkit_id, wallet,
            CASE WHEN reason IS NULL
                 -- batches grow past batch_size rather than outnumber max_batches (sized on the requested
-                -- count, known before the statement, so no pass over every row is needed to count the eligible)
+                -- count, which bounds the number of places)
                 THEN ((seq - 1) / GREATEST(%(batch_size)s, ceil(%(requested)s::numeric / %(max_batches)s)::bigint))::int
            END,
            rendered,
@@ -123,12 +125,14 @@ batches AS (
     FROM written
     WHERE batch_no IS NOT NULL
     GROUP BY batch_no
+    RETURNING recipients
 )
 -- What was written, counted as it was written (read back from the table, the rows would be read again
--- through an index whose statistics do not know this campaign yet): the preview's counts and the
--- longest message anyone will be sent.
-SELECT status, reason, wallet, count(*) AS recipients, max(batch_no) AS last_batch,
+-- through an index whose statistics do not know this campaign yet): the preview's counts, the longest
+-- message anyone will be sent, how many batches and the largest.
+SELECT status, reason, wallet, count(*) AS recipients,
        max(message_length) FILTER (WHERE status = 'PENDING') AS longest_message,
-       count(*) FILTER (WHERE batch_no = 0) AS first_batch_size
+       (SELECT count(*) FROM batches) AS batches,
+       (SELECT max(recipients) FROM batches) AS largest_batch
 FROM written
 GROUP BY status, reason, wallet

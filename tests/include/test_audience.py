@@ -566,7 +566,12 @@ def test_the_preview_from_the_resolution_matches_the_rows_it_wrote(db: psycopg.C
     assert (preview.targeted, preview.duplicates_in_input) == (62, 1)
     assert preview.skipped == {"opted_out": 1, "frequency_cap": 1, "unknown_member": 2}
     assert preview.held_out > 0 and preview.eligible + preview.held_out == 58
-    assert preview.batch_size == 7 and preview.batches == -(-preview.eligible // 7)
+    sizes: dict[int, int] = {}
+    for row in recipients(db, campaign_id).values():
+        if row.batch_no is not None:
+            sizes[row.batch_no] = sizes.get(row.batch_no, 0) + 1
+    assert (preview.batches, preview.batch_size) == (len(sizes), max(sizes.values()))
+    assert preview.batch_size <= 7
 
 
 def test_samples_are_members_the_campaign_will_reach(db: psycopg.Connection, loyalty: SeededProgram) -> None:
@@ -598,6 +603,19 @@ def test_batches_are_numbered_in_member_order(db: psycopg.Connection, loyalty: S
     assert sizes == {0: 15, 1: 15, 2: 10}
     assert rows[skipped].batch_no is None
     assert (preview.batches, preview.batch_size, preview.eligible) == (3, 15, 40)
+
+
+def test_a_batch_is_the_next_members_in_order_and_skipped_ones_leave_it_smaller(
+        db: psycopg.Connection, loyalty: SeededProgram, uploads: Path) -> None:
+    e = eligible_ids(db, loyalty)[:6]
+    gone = [f"{e[1]}-gone", f"{e[3]}-gone"]  # unknown ids that sort right after e[1] and e[3]
+    campaign_id, preview = resolve(db, loyalty, audience="csv", batch_size=3,
+                                   csv_path=write_csv(uploads, [*reversed(e), *gone]))
+
+    rows = recipients(db, campaign_id)
+    assert {m: rows[m].batch_no for m in [*e, *gone]} == {
+        e[0]: 0, e[1]: 0, gone[0]: None, e[2]: 1, e[3]: 1, gone[1]: None, e[4]: 2, e[5]: 2}
+    assert (preview.batches, preview.batch_size, preview.eligible) == (3, 2, 6)
 
 
 def test_batches_grow_instead_of_multiplying(db: psycopg.Connection, loyalty: SeededProgram, uploads: Path,
