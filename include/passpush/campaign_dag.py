@@ -100,7 +100,8 @@ def form_params(**overrides: Any) -> dict[str, Param]:
                                        description="Global PassKit request rate; empty: the passkit_default "
                                                    "connection's setting."),
         "batch_size": Param(v["batch_size"], type="integer", minimum=1, maximum=100000, title="Batch size",
-                            description="Recipients per mapped send_batch task.", section="Delivery"),
+                            description="Members per mapped send_batch task, in member order; it sends to those "
+                                        "of them not skipped.", section="Delivery"),
         "recurring_key": Param(v["recurring_key"], type=["null", "string"], title="Recurring campaign",
                                description="Set by recurring campaigns: members reached by the same one "
                                            "within the cool-down are skipped.", section="Delivery"),
