@@ -271,9 +271,10 @@ def build_preview(conn: psycopg.Connection, campaign_id: str, duplicates: int = 
     if counts is None:
         counts = conn.execute(_COUNT_WRITTEN_SQL, {"campaign_id": campaign_id}).fetchall()
     preview = AudiencePreview(duplicates_in_input=duplicates)
-    for status, reason, wallet, count, _, batches, largest_batch in counts:
+    if counts:  # the campaign's batches are on every row
+        preview.batches, preview.batch_size = counts[0][5], counts[0][6] or 0
+    for status, reason, wallet, count, *_ in counts:
         preview.targeted += count
-        preview.batches, preview.batch_size = batches, largest_batch or 0
         if status == "SKIPPED":
             preview.skipped[reason] = preview.skipped.get(reason, 0) + count
         elif status == "HELD_OUT":

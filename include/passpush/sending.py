@@ -205,7 +205,6 @@ class BatchSender:
         self._abort: str | None = None
         self._db_lock = asyncio.Lock()
         self._range: tuple[str, str] | None = None
-        self._scope_sql = _rows_of(batch_no, None)
 
     # ---- database -----------------------------------------------------------------------------
 
@@ -219,10 +218,9 @@ class BatchSender:
                 " WHERE campaign_id = %(campaign_id)s AND batch_no = %(batch_no)s",
                 {"campaign_id": self.campaign_id, "batch_no": self.batch_no})
             self._range = rows[0] if rows else None
-        self._scope_sql = _rows_of(self.batch_no, self._range)
 
     def _scoped(self, template: sql.SQL) -> sql.Composed:
-        return template.format(scope=self._scope_sql)
+        return template.format(scope=_rows_of(self.batch_no, self._range))
 
     async def _execute(self, query: str | sql.Composable, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         async with self._db_lock, self.db.cursor() as cur:

@@ -5,6 +5,7 @@ containment of custom SQL."""
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -566,10 +567,7 @@ def test_the_preview_from_the_resolution_matches_the_rows_it_wrote(db: psycopg.C
     assert (preview.targeted, preview.duplicates_in_input) == (62, 1)
     assert preview.skipped == {"opted_out": 1, "frequency_cap": 1, "unknown_member": 2}
     assert preview.held_out > 0 and preview.eligible + preview.held_out == 58
-    sizes: dict[int, int] = {}
-    for row in recipients(db, campaign_id).values():
-        if row.batch_no is not None:
-            sizes[row.batch_no] = sizes.get(row.batch_no, 0) + 1
+    sizes = Counter(r.batch_no for r in recipients(db, campaign_id).values() if r.batch_no is not None)
     assert (preview.batches, preview.batch_size) == (len(sizes), max(sizes.values()))
     assert preview.batch_size <= 7
 

@@ -9,6 +9,7 @@ import uuid
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from passpush import campaigns, reconciliation, sending, tasks
 from passpush.emulator.control import EmulatorControl, EmulatorProcess
@@ -206,7 +207,7 @@ def test_a_batch_is_claimed_through_the_primary_key_within_its_range(migrated_da
             params = {**sender._scope(["PENDING"]), "limit": 5}
             await conn.execute("SET enable_seqscan = off")
             plan = [r[0] async for r in await conn.execute(
-                sending.sql.SQL("EXPLAIN ") + sender._scoped(sending.CLAIM_SQL), params)]
+                sql.SQL("EXPLAIN ") + sender._scoped(sending.CLAIM_SQL), params)]
             claimed = [r.member_id for r in await sender._claim(["PENDING"], 5)]
             await conn.rollback()
             return "\n".join(plan), claimed
