@@ -46,15 +46,19 @@ class Sizes:
     record: bool = False  # rewrite the latest table in bench/RESULTS.md
     dag_batches: tuple[int, ...] = field(default=(5000, DEFAULT_BATCH_SIZE))
     modes: tuple[str, ...] = ("merge", "read_modify_write")  # metadata_update modes to run
+    # Each audience resolution runs this many times and reports its median: the same resolution has
+    # been seen to take 10 s and 20 s within one afternoon on this machine type (bench/RESULTS.md).
+    audience_rounds: int = 1
 
 
 FULL = Sizes("full", delivery_recipients=20_000, delivery_batch=5000, dag_engine_recipients=20_000,
              engine_growth=(10_000, 100_000), engine_rmw_size=10_000,
-             audience_growth=(10_000, 100_000, 1_000_000), baseline_recipients=1_000, record=True)
+             audience_growth=(10_000, 100_000, 1_000_000), baseline_recipients=1_000, record=True,
+             audience_rounds=3)
 QUICK = Sizes("quick", delivery_recipients=2_000, delivery_batch=1000, dag_engine_recipients=4_000,
               engine_growth=(2_000, 10_000), engine_rmw_size=2_000, audience_growth=(2_000, 20_000),
               baseline_recipients=300, dag_batches=(2000, DEFAULT_BATCH_SIZE))
 SMOKE = Sizes("smoke", delivery_recipients=60, delivery_batch=40, dag_engine_recipients=60,
               engine_growth=(50,), engine_rmw_size=50, audience_growth=(300,), baseline_recipients=30,
-              runner="inprocess", dag_batches=(40,), modes=("merge",))
+              runner="inprocess", dag_batches=(40,), modes=("merge",), audience_rounds=2)
 MODES = {s.name: s for s in (FULL, QUICK, SMOKE)}

@@ -92,7 +92,7 @@ def scenario_3(bench: Bench) -> None:
 def scenario_4(bench: Bench) -> None:
     print(f"-- audience at {', '.join(f'{s:,}' for s in bench.sizes.audience_growth)} passes", flush=True)
     runs = audience_scale.run_all(bench.runner.conninfo, bench.runner.log_dir, bench.sizes.audience_growth,
-                                  bench.runner.airflow_home, bench.step_timeout)
+                                  bench.runner.airflow_home, bench.step_timeout, bench.sizes.audience_rounds)
     bench.figures += audience_scale.scale_figures(runs[-1], bench.targets)
     bench.figures += audience_scale.growth_figures(runs)
     bench.details["audience"] = audience_scale.details(runs)

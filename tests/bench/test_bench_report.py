@@ -10,6 +10,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # bench/ is a top-level folder, not part of the installed package
     sys.path.insert(0, str(ROOT))
 
+from bench.audience_scale import Timed, _median  # noqa: E402
 from bench.dagrun import FIRST_TASK, RUN_FINISHED  # noqa: E402
 from bench.report import Figure, markdown  # noqa: E402
 from bench.stack import cpu_check  # noqa: E402
@@ -54,3 +55,16 @@ def test_machine_line_carries_the_cpu_check() -> None:
     text = markdown([figure], machine, meta)
     assert "CPU check (ns per step of a fixed Python loop, lower is faster): 65.8 at start, 69.0 at end." in text
     assert "| 1 delivery | messages lost |" in text
+
+
+def test_repeated_resolutions_report_the_median_round_and_every_time() -> None:
+    rounds = [Timed(12.0, 90.0, 1000, 11.5), Timed(9.5, 120.0, 1000, 9.0), Timed(10.25, 95.0, 1000, 10.0)]
+    median = _median(rounds)
+    assert (median.seconds, median.db_cpu_seconds) == (10.25, 10.0)
+    assert median.peak_rss_mb == 120.0  # the highest of all rounds, not the median round's
+    assert median.extra["rounds"] == [12.0, 9.5, 10.25]  # in the order they ran
+
+
+def test_a_single_resolution_is_reported_as_it_ran() -> None:
+    once = Timed(3.0, 80.0, 10, extra={"timed_out": True})
+    assert _median([once]) == once

@@ -45,4 +45,6 @@ def test_quick_mode_machinery_runs_every_scenario(tmp_path: Path) -> None:
     assert by_name["messages lost, merge, batch 40"]["measured"] == 0
     assert by_name["members buzzed twice, merge, batch 40"]["measured"] == 0
     assert all("measured" in f and "target" in f and "ratio" in f for f in results["figures"])
+    # each resolution ran twice and reports its median round
+    assert "median of 2 rounds" in by_name["segment all_active resolved, 300 passes"]["note"]
     assert "scenario" in done.stdout and "figure" in done.stdout  # the table was printed
