@@ -86,8 +86,9 @@ def _resolve(conninfo: str, log_dir: Path, conf: dict[str, Any], label: str, env
              rounds: int = 1) -> tuple[Timed, dict[str, Any]]:
     """Resolve the same audience ``rounds`` times: the median round, and the first round's result.
 
-    The campaigns of later rounds are deleted once timed, so that every round meets the table the
-    first one met, and the steps after it (planning, the next segment) meet the table they always did.
+    The first round's campaign is kept (planning uses all_active's); later rounds' campaigns are deleted
+    once timed, so the steps after them (the next segment, planning) meet the table a single round left,
+    and every later round meets the table the second one met.
     """
     timings: list[Timed] = []
     first: dict[str, Any] = {}
