@@ -16,7 +16,7 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import sql
@@ -203,10 +203,20 @@ def fill_audience(conn: psycopg.Connection, spec: CampaignSpec) -> int:
     return 0
 
 
-# A row of what a resolution wrote: status, reason, wallet, recipients, the longest message of a
-# recipient to send to, then the campaign's number of batches and its largest batch (the same on every
-# row). resolve_audience.sql returns these; _COUNT_WRITTEN_SQL reads them from the table.
-WrittenCounts = list[tuple[str, str | None, str | None, int, int | None, int, int | None]]
+class Written(NamedTuple):
+    """One group of what a resolution wrote. resolve_audience.sql returns these rows; _COUNT_WRITTEN_SQL
+    reads them from the table."""
+
+    status: str
+    reason: str | None
+    wallet: str | None
+    recipients: int
+    longest_message: int | None  # of a recipient to send to
+    batches: int  # the campaign's, the same on every row
+    largest_batch: int | None  # likewise
+
+
+WrittenCounts = list[Written]
 
 _COUNT_WRITTEN_SQL = """
 WITH batches AS (
@@ -235,7 +245,7 @@ def _run_resolve(conn: psycopg.Connection, query: sql.Composed, campaign_id: str
                  program_timezone: str) -> WrittenCounts:
     requested = conn.execute("SELECT count(*) FROM pp_audience").fetchone()
     # A test send goes to the team's own passes, however recently they were reached, and holds no one out.
-    return conn.execute(query, {
+    rows = conn.execute(query, {
         "requested": requested[0] if requested else 0,
         "program_id": spec.program_id,
         "program_timezone": program_timezone,
@@ -248,10 +258,11 @@ def _run_resolve(conn: psycopg.Connection, query: sql.Composed, campaign_id: str
         "batch_size": spec.batch_size,
         "max_batches": MAX_BATCHES,
     }).fetchall()
+    return [Written(*row) for row in rows]
 
 
 def _check_rendered_length(conn: psycopg.Connection, campaign_id: str, limit: int, counts: WrittenCounts) -> None:
-    if max((row[4] for row in counts if row[4] is not None), default=0) <= limit:
+    if max((w.longest_message for w in counts if w.longest_message is not None), default=0) <= limit:
         return
     row = conn.execute(
         "SELECT member_id, length(rendered_message), rendered_message FROM push_campaign_recipients"
@@ -269,10 +280,10 @@ def build_preview(conn: psycopg.Connection, campaign_id: str, duplicates: int = 
                   counts: WrittenCounts | None = None) -> AudiencePreview:
     """The preview of a resolved campaign, from the counts its resolution returned, else from its rows."""
     if counts is None:
-        counts = conn.execute(_COUNT_WRITTEN_SQL, {"campaign_id": campaign_id}).fetchall()
+        counts = [Written(*row) for row in conn.execute(_COUNT_WRITTEN_SQL, {"campaign_id": campaign_id})]
     preview = AudiencePreview(duplicates_in_input=duplicates)
     if counts:  # the campaign's batches are on every row
-        preview.batches, preview.batch_size = counts[0][5], counts[0][6] or 0
+        preview.batches, preview.batch_size = counts[0].batches, counts[0].largest_batch or 0
     for status, reason, wallet, count, *_ in counts:
         preview.targeted += count
         if status == "SKIPPED":
