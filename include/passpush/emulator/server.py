@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -399,7 +400,39 @@ def create_app(settings: Settings | None = None) -> web.Application:
         app.router.add_route(method, path, passkit_route(state, f"{method} {path}", impl))
     for method, path, impl in CONTROL_ROUTES:
         app.router.add_route(method, path, control_route(state, impl))
+    app.cleanup_ctx.append(_watch_loop)
     return app
+
+
+LOOP_TICK_SECONDS = 0.01
+
+
+async def _watch_loop(app: web.Application) -> AsyncIterator[None]:
+    """Keep the event loop's stalls short, and count those left.
+
+    A 10 ms sleep, timed over and over: how late it wakes is how long the loop stalled. After every
+    full garbage collection, what survived is frozen (members, notifications, the request log: objects
+    that live as long as the emulator), so the next full collection walks only what is new. Walking
+    everything held the loop for 70 ms late in a 20,000-member run, and the rate limiter, stamping the
+    requests that queued meanwhile all at once, answered 429 to a sender that had kept to the rate.
+    Frozen objects are still freed by reference counting when a reset drops them; only garbage caught in
+    a reference cycle after reaching the oldest generation would stay, and the emulator's data holds none.
+    """
+
+    async def watch() -> None:
+        full_collections = gc.get_stats()[2]["collections"]
+        while True:
+            asked = time.monotonic()
+            await asyncio.sleep(LOOP_TICK_SECONDS)
+            # stats is replaced by a reset: look it up on every tick
+            app[STATE_KEY].stats.loop_stalls.observe(time.monotonic() - asked - LOOP_TICK_SECONDS, time.time())
+            if gc.get_stats()[2]["collections"] != full_collections:
+                gc.freeze()
+                full_collections = gc.get_stats()[2]["collections"]
+
+    watcher = asyncio.create_task(watch())
+    yield
+    watcher.cancel()
 
 
 # --------------------------------------------------------------------------------------------

@@ -414,6 +414,35 @@ class TokenBucket:
         return False
 
 
+class LoopStalls:
+    """How long the emulator's event loop was held up: ``observe`` is given how late a short timer fired.
+
+    The rate limiter stamps a request when the loop gets to it, not when it reached the socket; a stall
+    of the loop (its own garbage collection, or the CPU taken by the sender and the database on a shared
+    machine) hands the limiter a bunch of requests that in fact arrived spread out. Counting stalls lets
+    a benchmark tell the 429s a sender provoked from the ones the emulator made up.
+    """
+
+    THRESHOLD_SECONDS = 0.025
+    RECENT = 50
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.longest = 0.0
+        self.recent: deque[tuple[float, float]] = deque(maxlen=self.RECENT)  # (epoch at the end, seconds)
+
+    def observe(self, lateness: float, at: float) -> None:
+        if lateness >= self.THRESHOLD_SECONDS:
+            self.count += 1
+            self.longest = max(self.longest, lateness)
+            self.recent.append((at, lateness))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"over_ms": round(self.THRESHOLD_SECONDS * 1000), "count": self.count,
+                "longest_ms": round(self.longest * 1000, 1),
+                "recent": [{"at": iso_time(at), "ms": round(late * 1000, 1)} for at, late in self.recent]}
+
+
 class Stats:
     """Request, fault and wallet counters, and requests/second over 1-second windows."""
 
@@ -434,6 +463,7 @@ class Stats:
         self.peak_rps = 0
         self.active_seconds = 0
         self.recent: deque[int] = deque(maxlen=self.RECENT_WINDOWS)
+        self.loop_stalls = LoopStalls()
 
     def arrival(self, now: float) -> None:
         second = int(now)
@@ -473,6 +503,7 @@ class Stats:
             "silent_updates": self.silent_updates,
             "google_quota_exceeded": self.google_quota_exceeded,
             "apple_updates": self.apple_updates,
+            "loop_stalls": self.loop_stalls.to_json(),
             "since": iso_time(self.started),
         }
 

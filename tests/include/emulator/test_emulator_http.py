@@ -4,6 +4,7 @@ endpoints, and the launcher and command line themselves."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 
 from passpush.emulator.control import (
     EmulatorControl,
@@ -19,7 +21,7 @@ from passpush.emulator.control import (
     make_jwt,
     start_emulator,
 )
-from passpush.emulator.server import build_parser, settings_from
+from passpush.emulator.server import STATE_KEY, build_parser, create_app, settings_from
 
 pytestmark = pytest.mark.emulator
 
@@ -401,3 +403,20 @@ def test_cli_flags_override_env_and_config_json() -> None:
     assert (settings.rate_limit_per_second, settings.latency_ms_min, settings.latency_ms_max) == (50, 50, 150)
     assert (settings.fault_503, settings.error_shape, settings.seed, settings.metadata_mode) == (
         0.1, "grpc", 1, "replace")
+
+
+def test_a_blocked_event_loop_is_counted_as_a_stall() -> None:
+    async def serve_and_block() -> dict[str, Any]:
+        app = create_app()
+        runner = web.AppRunner(app)
+        await runner.setup()  # starts the loop watcher
+        try:
+            await asyncio.sleep(0.05)
+            time.sleep(0.08)  # what a long garbage collection or a starved CPU does to the loop
+            await asyncio.sleep(0.05)
+            return app[STATE_KEY].stats.to_json()["loop_stalls"]
+        finally:
+            await runner.cleanup()
+
+    stalls = asyncio.run(serve_and_block())
+    assert stalls["count"] >= 1 and stalls["longest_ms"] >= 60

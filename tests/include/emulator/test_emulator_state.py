@@ -14,6 +14,7 @@ from passpush.emulator.state import (
     ApiError,
     Authenticator,
     EmulatorState,
+    LoopStalls,
     Settings,
     SettingsError,
     Stats,
@@ -358,3 +359,13 @@ def test_changing_the_secret_invalidates_cached_tokens(state: EmulatorState) -> 
     assert state.auth.check(good, state.settings) is None
     state.configure({"api_secret": "rotated-secret-0123456789abcdefghij"})
     assert state.auth.check(good, state.settings) is not None
+
+
+def test_loop_stalls_count_only_lateness_over_the_threshold() -> None:
+    stalls = LoopStalls()
+    stalls.observe(0.001, at=100.0)
+    stalls.observe(0.030, at=101.0)
+    stalls.observe(0.120, at=102.0)
+    data = stalls.to_json()
+    assert (data["count"], data["longest_ms"], data["over_ms"]) == (2, 120.0, 25)
+    assert [row["ms"] for row in data["recent"]] == [30.0, 120.0]
