@@ -35,8 +35,9 @@ def seed(args: dict[str, Any]) -> dict[str, Any]:
     started = time.monotonic()
     program = seed_program(args["conninfo"], spec, control)
     with psycopg.connect(args["conninfo"], autocommit=True) as conn:
-        # A production table is long settled (vacuumed: pages all-visible, hint bits set); a freshly
-        # loaded one is not, and its first readers pay for settling it, inside the timed resolutions.
+        # A production table is long settled (vacuumed: pages all-visible, a visibility map). A freshly
+        # loaded one is not, and stays so where autovacuum is off (this machine's server): every timed
+        # resolution read it the slow way (all_active 16.0 s against 10.4, bench/RESULTS.md).
         conn.execute("VACUUM (ANALYZE) passes_master, users")
     return {**asdict(program), "seconds": time.monotonic() - started}
 

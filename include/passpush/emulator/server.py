@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import json
 import logging
@@ -391,8 +392,12 @@ CONTROL_ROUTES: tuple[tuple[str, str, ControlImpl], ...] = (
 STATE_KEY = web.AppKey("passkit_emulator_state", EmulatorState)
 
 
-def create_app(settings: Settings | None = None) -> web.Application:
-    """The aiohttp application; its EmulatorState is ``app[STATE_KEY]``."""
+def create_app(settings: Settings | None = None, freeze_heap: bool = False) -> web.Application:
+    """The aiohttp application; its EmulatorState is ``app[STATE_KEY]``.
+
+    ``freeze_heap`` is for the emulator's own process (``serve``): it freezes the whole process's heap
+    after each full garbage collection (see ``_watch_loop``), which is no business of a host process.
+    """
     state = EmulatorState(settings)
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[STATE_KEY] = state
@@ -400,23 +405,23 @@ def create_app(settings: Settings | None = None) -> web.Application:
         app.router.add_route(method, path, passkit_route(state, f"{method} {path}", impl))
     for method, path, impl in CONTROL_ROUTES:
         app.router.add_route(method, path, control_route(state, impl))
-    app.cleanup_ctx.append(_watch_loop)
+    app.cleanup_ctx.append(functools.partial(_watch_loop, freeze_heap=freeze_heap))
     return app
 
 
 LOOP_TICK_SECONDS = 0.01
 
 
-async def _watch_loop(app: web.Application) -> AsyncIterator[None]:
-    """Keep the event loop's stalls short, and count those left.
+async def _watch_loop(app: web.Application, freeze_heap: bool) -> AsyncIterator[None]:
+    """Count the event loop's stalls and, with ``freeze_heap``, keep garbage collection from causing them.
 
     A 10 ms sleep, timed over and over: how late it wakes is how long the loop stalled. After every
     full garbage collection, what survived is frozen (members, notifications, the request log: objects
     that live as long as the emulator), so the next full collection walks only what is new. Walking
-    everything held the loop for 70 ms late in a 20,000-member run, and the rate limiter, stamping the
-    requests that queued meanwhile all at once, answered 429 to a sender that had kept to the rate.
-    Frozen objects are still freed by reference counting when a reset drops them; only garbage caught in
-    a reference cycle after reaching the oldest generation would stay, and the emulator's data holds none.
+    everything held the loop for 73 ms late in a 20,000-member benchmark run; the rate limiter, stamping
+    the requests that queued meanwhile all at once, saw a bunch where the sender had kept to the rate
+    (bench/RESULTS.md). Frozen objects are still freed by reference counting when a reset drops them;
+    only garbage caught in a reference cycle after reaching the oldest generation would stay.
     """
 
     async def watch() -> None:
@@ -426,7 +431,7 @@ async def _watch_loop(app: web.Application) -> AsyncIterator[None]:
             await asyncio.sleep(LOOP_TICK_SECONDS)
             # stats is replaced by a reset: look it up on every tick
             app[STATE_KEY].stats.loop_stalls.observe(time.monotonic() - asked - LOOP_TICK_SECONDS, time.time())
-            if gc.get_stats()[2]["collections"] != full_collections:
+            if freeze_heap and gc.get_stats()[2]["collections"] != full_collections:
                 gc.freeze()
                 full_collections = gc.get_stats()[2]["collections"]
 
@@ -507,7 +512,7 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
 async def serve(host: str, port: int, settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run until ``stop`` is set (or SIGTERM/SIGINT), printing the ready line once listening."""
     stop = stop or asyncio.Event()
-    runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=1.0)
+    runner = web.AppRunner(create_app(settings, freeze_heap=True), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=2048, reuse_address=True)
     await site.start()

@@ -5,6 +5,7 @@ endpoints, and the launcher and command line themselves."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 from collections.abc import Iterator
@@ -420,3 +421,24 @@ def test_a_blocked_event_loop_is_counted_as_a_stall() -> None:
 
     stalls = asyncio.run(serve_and_block())
     assert stalls["count"] >= 1 and stalls["longest_ms"] >= 60
+
+
+@pytest.mark.parametrize("freeze_heap", [True, False])
+def test_the_emulator_process_freezes_what_survives_a_full_collection(freeze_heap: bool) -> None:
+    async def serve_and_collect() -> int:
+        runner = web.AppRunner(create_app(freeze_heap=freeze_heap))
+        await runner.setup()
+        try:
+            await asyncio.sleep(0.02)  # serving
+            gc.collect()  # a full collection, as the heap's growth sets one off while serving
+            await asyncio.sleep(0.05)
+            return gc.get_freeze_count()
+        finally:
+            await runner.cleanup()
+
+    gc.unfreeze()
+    try:
+        frozen = asyncio.run(serve_and_collect())
+    finally:
+        gc.unfreeze()  # this test process is not the emulator's: give its heap back to the collector
+    assert (frozen > 0) is freeze_heap
