@@ -425,15 +425,15 @@ async def _watch_loop(app: web.Application, freeze_heap: bool) -> AsyncIterator[
     """
 
     async def watch() -> None:
-        full_collections = gc.get_stats()[2]["collections"]
+        frozen_after = gc.get_stats()[2]["collections"]  # the full collections already seen
         while True:
             asked = time.monotonic()
             await asyncio.sleep(LOOP_TICK_SECONDS)
             # stats is replaced by a reset: look it up on every tick
             app[STATE_KEY].stats.loop_stalls.observe(time.monotonic() - asked - LOOP_TICK_SECONDS, time.time())
-            if freeze_heap and gc.get_stats()[2]["collections"] != full_collections:
+            if freeze_heap and (full := gc.get_stats()[2]["collections"]) != frozen_after:
                 gc.freeze()
-                full_collections = gc.get_stats()[2]["collections"]
+                frozen_after = full
 
     watcher = asyncio.create_task(watch())
     yield
