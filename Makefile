@@ -8,10 +8,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test airflow cluster-up cluster-down lint bench clean
 
+# Bytecode is compiled at install: where PYTHONDONTWRITEBYTECODE is set (it is on these machines), Python
+# never writes .pyc files and would compile Airflow's sources again in every process, 2-4 s each
+# (bench/RESULTS.md).
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade uv
-	$(VENV)/bin/uv pip install --python $(PY) -q -e '.[dev]'
+	$(VENV)/bin/uv pip install --python $(PY) -q --compile-bytecode -e '.[dev]'
+	$(PY) -m compileall -q include dags plugins bench
 	@touch $(STAMP)
 
 install: $(STAMP)
