@@ -13,13 +13,14 @@ ENV PASSPUSH_PROJECT_ROOT=/opt/passpush \
     AIRFLOW__CORE__DAGS_FOLDER=/opt/passpush/dags \
     AIRFLOW__CORE__PLUGINS_FOLDER=/opt/passpush/plugins
 
-COPY --chown=airflow:0 pyproject.toml README.md /opt/passpush/
+COPY --chown=airflow:0 pyproject.toml README.md constraints.txt /opt/passpush/
 COPY --chown=airflow:0 include /opt/passpush/include
 COPY --chown=airflow:0 sql /opt/passpush/sql
 COPY --chown=airflow:0 dags /opt/passpush/dags
 COPY --chown=airflow:0 plugins /opt/passpush/plugins
 
 # As the airflow user (the image refuses pip as root). Airflow is pinned to the image's own version
-# so passpush's dependencies cannot move it; editable, so every file under include/ is used in place.
+# so passpush's dependencies cannot move it, and the rest comes at the versions the tests ran with
+# (constraints.txt); editable, so every file under include/ is used in place.
 USER airflow
-RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -e /opt/passpush
+RUN pip install --no-cache-dir -c /opt/passpush/constraints.txt "apache-airflow==${AIRFLOW_VERSION}" -e /opt/passpush

@@ -6,19 +6,27 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test airflow cluster-up cluster-down lint bench clean
+.PHONY: install lock demo test airflow cluster-up cluster-down lint bench clean
 
 # Bytecode is compiled at install: where PYTHONDONTWRITEBYTECODE is set (it is on these machines), Python
 # never writes .pyc files and would compile Airflow's sources again in every process, 2-4 s each
 # (bench/RESULTS.md).
-$(STAMP): pyproject.toml
+# Versions come from constraints.txt, so a new upstream release cannot change what a fresh machine installs.
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade uv
-	$(VENV)/bin/uv pip install --python $(PY) -q --compile-bytecode -e '.[dev]'
+	$(PY) -m pip install -q uv==0.13.9
+	$(VENV)/bin/uv pip install --python $(PY) -q --compile-bytecode -c constraints.txt -e '.[dev]'
 	$(PY) -m compileall -q include dags plugins bench
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+## Re-resolve constraints.txt to the newest versions pyproject.toml allows; run `make test` before committing it.
+lock: $(STAMP)
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 -q --upgrade --no-header \
+	  -o constraints.txt.new
+	{ sed -n '1,3p' constraints.txt; grep -v '^#' constraints.txt.new; } > constraints.txt.tmp
+	mv constraints.txt.tmp constraints.txt && rm constraints.txt.new
 
 ## One real campaign end to end through the DAG (embedded Postgres + PassKit emulator by default).
 demo: $(STAMP)
