@@ -9,8 +9,9 @@ lost" and "nobody buzzed twice" are checked on the phones' side, not on passpush
 from __future__ import annotations
 
 import itertools
+import json
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -45,14 +46,36 @@ class Delivery:
     last_request: float = 0.0
     emulator_stalls: int = 0  # the emulator's event loop held up >= 25 ms while sending (stamps arrivals late)
     emulator_longest_stall_ms: float = 0.0
+    bucket_low_tokens: float | None = None  # the emulator's bucket replayed: its lowest level (None: no limit)
+    bucket_low_at: float = 0.0  # seconds into the send phase
+    rate_limited_at: list[float] = field(default_factory=list)  # each 429, seconds into the send phase
 
 
-def _arrivals(control: EmulatorControl, limit: int) -> list[float]:
-    times = []
+def _member_requests(control: EmulatorControl, limit: int) -> list[tuple[float, int | str]]:
+    """(arrival in epoch seconds, status) of every request to a member, in arrival order."""
+    rows = []
     for entry in control.request_log(limit=limit):
         if entry["route"].startswith(MEMBER_ROUTES):
-            times.append(_epoch(entry["time"]) - entry["ms"] / 1000.0)
-    return sorted(times)
+            rows.append((_epoch(entry["time"]) - entry["ms"] / 1000.0, entry["status"]))
+    return sorted(rows, key=lambda row: row[0])
+
+
+def bucket_low(arrivals: list[float], rate: float, burst: float) -> tuple[float, float]:
+    """Replay the arrivals through a token bucket like the emulator's: its lowest level, and when.
+
+    A request that finds less than one token is refused and takes none, as in the emulator. How low the
+    bucket went says how close a run came to a 429 where it provoked none, and how deep a burst was
+    where it did.
+    """
+    tokens, last, low, low_at = burst, arrivals[0] if arrivals else 0.0, burst, 0.0
+    for t in arrivals:
+        tokens = min(burst, tokens + (t - last) * rate)
+        last = t
+        if tokens >= 1.0:
+            tokens -= 1.0
+        if tokens < low:
+            low, low_at = tokens, t
+    return low, low_at
 
 
 def _delivered(control: EmulatorControl, program: str) -> int:
@@ -60,8 +83,15 @@ def _delivered(control: EmulatorControl, program: str) -> int:
     return len({e["passId"] for e in events if e["kind"] in ("notification", "silent")})
 
 
-def measure(control: EmulatorControl, passkit_program_id: str, log_limit: int) -> Delivery:
-    arrivals = _arrivals(control, log_limit)
+def measure(control: EmulatorControl, passkit_program_id: str, log_limit: int,
+            bucket: tuple[float, float] | None = None, dump_to: Path | None = None) -> Delivery:
+    """What the emulator saw; ``bucket`` is its rate limit (rate, burst), replayed over the arrivals."""
+    requests = _member_requests(control, log_limit)
+    if dump_to is not None:  # for a look at the arrivals after the run (a 429, a gap)
+        dump_to.write_text(json.dumps([{"at": round(t, 6), "status": status} for t, status in requests]))
+    arrivals = [t for t, _ in requests]
+    start = arrivals[0] if arrivals else 0.0
+    low, low_at = bucket_low(arrivals, *bucket) if bucket and bucket[0] > 0 else (None, start)
     span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else 0.0
     pauses = [b - a for a, b in itertools.pairwise(arrivals) if b - a > GAP_SECONDS]
     per_100ms = Counter(int(t * 10) for t in arrivals)
@@ -74,7 +104,9 @@ def measure(control: EmulatorControl, passkit_program_id: str, log_limit: int) -
         gaps=len(pauses), gap_seconds=sum(pauses), max_per_100ms=max(per_100ms.values(), default=0),
         delivered_passes=_delivered(control, passkit_program_id), notifications=int(summary["total"]),
         members_over_1=int(summary["members_over_1"]), first_request=arrivals[0] if arrivals else 0.0,
-        last_request=arrivals[-1] if arrivals else 0.0, **_stalls_while_sending(stats, arrivals))
+        last_request=arrivals[-1] if arrivals else 0.0, **_stalls_while_sending(stats, arrivals),
+        bucket_low_tokens=low, bucket_low_at=low_at - start,
+        rate_limited_at=[round(t - start, 3) for t, status in requests if status == 429])
 
 
 def _stalls_while_sending(stats: dict[str, Any], arrivals: list[float]) -> dict[str, Any]:
@@ -112,6 +144,10 @@ def _emulator_settings(scenario: Scenario, recipients: int) -> dict[str, Any]:
     if scenario.faults:
         settings.update(config.FAULTS)
     return settings
+
+
+def _bucket(emu: EmulatorProcess) -> tuple[float, float]:
+    return emu.settings.rate_limit_per_second, float(emu.settings.effective_burst())
 
 
 def _check_alive(emu: EmulatorProcess) -> None:
@@ -155,7 +191,8 @@ def run_delivery(runner: Runner, scenario: Scenario, recipients: int, seed: int)
         run = run_campaign(runner, emu, conf_for(program, scenario.batch_size), rate=rate, mode=scenario.mode,
                            label=f"dag-{scenario.key}")
         _check_alive(emu)
-        delivery = measure(emu.control, program["passkit_program_id"], settings["request_log_size"])
+        delivery = measure(emu.control, program["passkit_program_id"], settings["request_log_size"],
+                           bucket=_bucket(emu), dump_to=runner.log_dir / f"requests-{scenario.key}.json")
     finally:
         emu.stop()
     return DeliveryRun(scenario, program["eligible_apple"] + program["eligible_google"], run, delivery, rate)
@@ -178,6 +215,21 @@ def _around_sends(result: DeliveryRun) -> str:
             f"sending, {bounds[1] - d.last_request:.1f} s after the last")
 
 
+def _rate_limit_note(d: Delivery) -> str:
+    """How close the run came to PassKit's bucket, and whether the emulator itself stalled."""
+    parts = []
+    if d.bucket_low_tokens is not None:
+        parts.append(f"the emulator's bucket at its lowest {d.bucket_low_tokens:.1f} tokens, "
+                     f"{d.bucket_low_at:.1f} s into sending")
+    if d.rate_limited_at:
+        shown = ", ".join(f"{t:.1f}" for t in d.rate_limited_at[:8])
+        parts.append(f"429s at {shown}{' ...' if len(d.rate_limited_at) > 8 else ''} s")
+    parts.append(f"the emulator's event loop stalled {d.emulator_stalls} times >= 25 ms while sending"
+                 + (f", longest {d.emulator_longest_stall_ms:.0f} ms" if d.emulator_stalls else ""))
+    parts.append(f"peak {d.max_per_100ms} requests in 100 ms")
+    return "; ".join(parts)
+
+
 def efficiency_figures(result: DeliveryRun, targets: Targets, label: str) -> list[Figure]:
     """Scenario 1 or 2: rate against the limit, whole run against the ideal, 429s, lost, twice."""
     d, run, s = result.delivery, result.run, result.scenario
@@ -193,9 +245,7 @@ def efficiency_figures(result: DeliveryRun, targets: Targets, label: str) -> lis
                target * limit, ">=", rps_note),
         Figure(sc, f"request rate within send_batch tasks, {label}", d.within_tasks_rps, "req/s",
                target * limit, ">=", f"{d.gaps} gaps > {GAP_SECONDS:g} s between tasks, {d.gap_seconds:.1f} s"),
-        Figure(sc, f"429s provoked by passpush, {label}", d.rate_limited, "", 0, "==",
-               note=f"the emulator's event loop stalled {d.emulator_stalls} times >= 25 ms while sending"
-                    + (f", longest {d.emulator_longest_stall_ms:.0f} ms" if d.emulator_stalls else "")),
+        Figure(sc, f"429s provoked by passpush, {label}", d.rate_limited, "", 0, "==", note=_rate_limit_note(d)),
         Figure(sc, f"messages lost, {label}", lost, "", 0, "==",
                f"{d.delivered_passes} of {result.recipients} passes updated; campaign {run.campaign.get('status')}"),
         Figure(sc, f"members buzzed twice, {label}", d.members_over_1, "", 0, "=="),
@@ -248,7 +298,8 @@ def run_baseline(log_dir: Path, conninfo: str, sizes: Sizes, faults: bool, seed:
                                    "limit": sizes.baseline_recipients, "message": config.MESSAGE},
                       log_dir, f"baseline-{scenario.key}").result
         _check_alive(emu)
-        delivery = measure(emu.control, program["passkit_program_id"], settings["request_log_size"])
+        delivery = measure(emu.control, program["passkit_program_id"], settings["request_log_size"],
+                           bucket=_bucket(emu))
     finally:
         emu.stop()
     return {"naive": result, "delivery": asdict(delivery), "recipients": result["members"]}
@@ -270,5 +321,6 @@ def baseline_figures(naive: dict[str, Any], passpush: DeliveryRun, label: str) -
         Figure("5 baseline", f"naive messages lost, {label}", lost, "",
                note=f"{lost / max(naive['recipients'], 1):.1%}; passpush lost {ours_lost}"),
         Figure("5 baseline", f"naive 429s provoked, {label}", d["rate_limited"], "",
-               note=f"passpush {passpush.delivery.rate_limited}; naive peak {d['max_per_100ms']} req per 100 ms"),
+               note=f"passpush {passpush.delivery.rate_limited}; naive peak {d['max_per_100ms']} req per 100 ms, "
+                    f"the emulator's bucket at its lowest {d['bucket_low_tokens']:.1f} tokens"),
     ]

@@ -56,6 +56,11 @@ class GlobalRateLimiter:
     def rate(self) -> float:
         return 1.0 / self._interval
 
+    @property
+    def window(self) -> int:
+        """Request slots per reservation."""
+        return self._window
+
     async def _reserve(self) -> None:
         span = self._window * self._interval
         async with self._conn.cursor() as cur:
@@ -81,7 +86,6 @@ class GlobalRateLimiter:
             if time.monotonic() - slot <= STALE_AFTER_SECONDS:
                 return
             self.dropped += 1
-
 
     def _drop_stale_slots(self) -> None:
         """Slots missed while the event loop stalled are given up, not fired together as a burst."""

@@ -68,3 +68,16 @@ def test_repeated_resolutions_report_the_median_round_and_every_time() -> None:
 def test_a_single_resolution_is_reported_as_it_ran() -> None:
     once = Timed(3.0, 80.0, 10, extra={"timed_out": True})
     assert _median([once]) == once
+
+
+def test_bucket_replay_stays_full_below_the_rate_and_empties_on_a_burst() -> None:
+    from bench.delivery import bucket_low
+
+    steady = [i / 150 for i in range(300)]  # 150/s into a 200/s bucket of 20
+    low, _ = bucket_low(steady, 200.0, 20.0)
+    assert low >= 19.0
+
+    burst = [*steady, *([2.0 + 1e-6] * 25)]  # 25 at once after two seconds: 20 pass, 5 are refused
+    low, at = bucket_low(burst, 200.0, 20.0)
+    assert low < 1.0
+    assert at >= 2.0
