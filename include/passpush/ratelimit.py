@@ -9,8 +9,11 @@ all senders never overlap, so PassKit never sees more than ``rate`` requests per
 capacity left idle is not banked (no bursts after a pause). A reservation covers ~100 ms of
 traffic, so the database sees ~10 small UPDATEs per second per running sender.
 
-Times are taken from the database clock and turned into offsets, so workers whose clocks
-disagree still share one timeline.
+Times are taken from the database clock, so workers whose clocks disagree still share one
+timeline. A window is put on the sender's own clock through the offset between the two clocks
+measured by the reservation with the shortest round trip: placed by when its answer arrived, a window
+whose answer came late (a slow commit, a busy event loop) would start late and run into the next
+one, and the requests of both would reach PassKit together.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ INSERT INTO passpush_rate_limits AS r (key, next_free)
 VALUES (%(key)s, clock_timestamp() + make_interval(secs => %(span)s))
 ON CONFLICT (key) DO UPDATE
     SET next_free = GREATEST(r.next_free, clock_timestamp()) + make_interval(secs => %(span)s)
-RETURNING extract(epoch FROM (r.next_free - clock_timestamp()))::float8 - %(span)s
+RETURNING extract(epoch FROM r.next_free)::float8 - %(span)s, extract(epoch FROM clock_timestamp())::float8
 """
 
 # How much traffic one reservation covers: small enough to share the rate fairly between
@@ -35,6 +38,8 @@ RETURNING extract(epoch FROM (r.next_free - clock_timestamp()))::float8 - %(span
 WINDOW_SECONDS = 0.1
 # A slot this far in the past was missed (event loop busy, GC pause): using it now would add a burst.
 STALE_AFTER_SECONDS = 0.05
+# Seconds of round trip a clock sample may be slower than the best one, per second since that one.
+OFFSET_AGING = 0.001
 
 
 class GlobalRateLimiter:
@@ -49,8 +54,13 @@ class GlobalRateLimiter:
         self._window = max(1, int(rate_per_second * WINDOW_SECONDS))
         self._slots: deque[float] = deque()
         self._lock = asyncio.Lock()
+        self._offset = 0.0  # local monotonic time minus database time
+        self._best_round_trip = float("inf")
+        self._best_at = 0.0
+        self._end = 0.0  # where this sender's last window ends, local time
         self.reservations = 0
         self.dropped = 0
+        self.longest_round_trip = 0.0
 
     @property
     def rate(self) -> float:
@@ -63,13 +73,29 @@ class GlobalRateLimiter:
 
     async def _reserve(self) -> None:
         span = self._window * self._interval
+        sent = time.monotonic()
         async with self._conn.cursor() as cur:
             await cur.execute(RESERVE_SQL, {"key": self._key, "span": span})
             row = await cur.fetchone()
+        received = time.monotonic()
         assert row is not None
-        start = time.monotonic() + max(0.0, float(row[0]))
+        window_start, database_now = float(row[0]), float(row[1])
+        self._observe_clock(sent, received, database_now)
+        # Never before this sender's previous window ends: its own windows must not overlap.
+        start = max(window_start + self._offset, self._end)
         self._slots.extend(start + i * self._interval for i in range(self._window))
+        self._end = start + span
         self.reservations += 1
+
+    def _observe_clock(self, sent: float, received: float, database_now: float) -> None:
+        """The database read its clock between ``sent`` and ``received``: the shorter that round trip,
+        the closer its midpoint is to that instant, so the shortest one seen gives the offset."""
+        round_trip = received - sent
+        self.longest_round_trip = max(self.longest_round_trip, round_trip)
+        # The best sample ages, so that a step of the database's clock is followed within seconds.
+        if round_trip <= self._best_round_trip + OFFSET_AGING * (sent - self._best_at):
+            self._best_round_trip, self._best_at = round_trip, sent
+            self._offset = (sent + received) / 2 - database_now
 
     async def acquire(self) -> None:
         while True:

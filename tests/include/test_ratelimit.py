@@ -7,6 +7,7 @@ the database and what it did with the slots a blocked event loop reached too lat
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 
@@ -74,3 +75,25 @@ def test_the_key_names_account_and_region_but_stores_no_api_key() -> None:
     assert key.startswith("passkit:https://api.pub1.passkit.io:")
     assert "secret-api-key" not in key
     assert key != limiter_key("https://api.pub2.passkit.io", "secret-api-key")
+
+
+def test_a_reservation_answered_late_does_not_run_into_the_next_window(migrated_database_url: str) -> None:
+    """The event loop busy while a reservation's answer is in flight (a slow commit has the same effect):
+    the window is still placed where the database put it, so no two slots come closer than the rate."""
+    key = f"test:{uuid.uuid4()}"
+
+    async def main() -> tuple[list[float], float]:
+        async with await psycopg.AsyncConnection.connect(migrated_database_url, autocommit=True) as conn:
+            limiter = GlobalRateLimiter(conn, key, 200.0)  # windows of 20 slots, 5 ms apart
+            await limiter._reserve()
+            # runs as soon as the next reservation waits for its answer, and holds the loop 60 ms
+            asyncio.get_running_loop().call_soon(time.sleep, 0.06)
+            await limiter._reserve()
+            await limiter._reserve()
+            return list(limiter._slots), limiter.longest_round_trip
+
+    slots, longest = asyncio.run(main())
+    assert longest >= 0.06  # the answer did arrive late
+    assert len(slots) == 60
+    gaps = [b - a for a, b in itertools.pairwise(slots)]
+    assert min(gaps) >= 0.005 - 1e-6, f"two slots {min(gaps) * 1000:.2f} ms apart at 200/s"
