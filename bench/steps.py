@@ -59,9 +59,11 @@ def history(args: dict[str, Any]) -> dict[str, Any]:
     started = time.monotonic()
     with psycopg.connect(args["conninfo"]) as conn:
         row = conn.execute(
-            "INSERT INTO push_campaigns (program_id, name, message_text, status, dry_run, finished_at)"
-            " VALUES (%s, 'earlier campaign', 'Last week: {points} points', 'COMPLETED', false,"
-            " now() - make_interval(days => %s)) RETURNING id", (args["program_id"], args["days"])).fetchone()
+            # an id as passpush gives its campaigns (migration 033): later campaigns sort after it
+            "INSERT INTO push_campaigns (id, program_id, name, message_text, status, dry_run, finished_at)"
+            " VALUES (passpush_new_campaign_id(), %s, 'earlier campaign', 'Last week: {points} points',"
+            " 'COMPLETED', false, now() - make_interval(days => %s)) RETURNING id",
+            (args["program_id"], args["days"])).fetchone()
         assert row is not None
         cur = conn.execute(HISTORY_SQL, {"campaign_id": row[0], "program_id": args["program_id"],
                                          "days": args["days"]})
@@ -176,7 +178,8 @@ FROM passes_master p WHERE p.program_id = %(program_id)s
 def insert_floor(args: dict[str, Any]) -> dict[str, Any]:
     """What writing the recipient rows alone costs (no join, no suppression), rolled back."""
     with psycopg.connect(args["conninfo"]) as conn:
-        row = conn.execute("INSERT INTO push_campaigns (program_id, name, message_text) VALUES (%s, 'floor', 'x')"
+        row = conn.execute("INSERT INTO push_campaigns (id, program_id, name, message_text)"
+                           " VALUES (passpush_new_campaign_id(), %s, 'floor', 'x')"
                            " RETURNING id", (args["program_id"],)).fetchone()
         assert row is not None
         cpu, started = backend_cpu_seconds(conn), time.monotonic()

@@ -37,7 +37,11 @@ def load_program(conn: psycopg.Connection, program_id: str) -> Program:
 
 
 def create_campaign(conn: psycopg.Connection, spec: CampaignSpec, *, dag_id: str, dag_run_id: str) -> str:
-    """Insert the campaign for this DAG run, or return the one a previous try already created."""
+    """Insert the campaign for this DAG run, or return the one a previous try already created.
+
+    Its id grows with time (migration 033), so its recipients are written at the right edge of the
+    recipient table's primary key.
+    """
     load_program(conn, spec.program_id)
     options = {k: v for k, v in spec.to_record().items()
                if k not in {"program_id", "name", "message", "audience", "segment", "segment_params",
@@ -46,10 +50,10 @@ def create_campaign(conn: psycopg.Connection, spec: CampaignSpec, *, dag_id: str
                 "sql": spec.sql, "csv_path": spec.csv_path}
     row = conn.execute(
         """
-        INSERT INTO push_campaigns (program_id, name, message_text, target_query, csv_upload_url, status,
+        INSERT INTO push_campaigns (id, program_id, name, message_text, target_query, csv_upload_url, status,
                                     audience, options, dry_run, dag_id, dag_run_id, recurring_key, is_test,
                                     holdout_percent)
-        VALUES (%s, %s, %s, %s, %s, 'PENDING', %s, %s, %s, %s, %s, %s, %s, %s)
+        VALUES (passpush_new_campaign_id(), %s, %s, %s, %s, %s, 'PENDING', %s, %s, %s, %s, %s, %s, %s, %s)
         ON CONFLICT (dag_id, dag_run_id) DO UPDATE SET updated_at = now()
         RETURNING id::text
         """,

@@ -774,3 +774,19 @@ def test_long_rendering_of_a_skipped_member_is_not_an_error(db: psycopg.Connecti
                                    max_message_length=40)
     assert recipients(db, campaign_id)[member].reason == "opted_out"
     assert preview.eligible == loyalty.eligible_apple + loyalty.eligible_google - 1
+
+
+# ---- where a campaign's rows go (migration 033) -----------------------------------------------------
+
+
+def test_a_new_campaigns_recipients_go_after_every_earlier_campaigns(db: psycopg.Connection,
+                                                                       loyalty: SeededProgram) -> None:
+    earlier, _ = resolve(db, loyalty)
+    db.execute("SELECT pg_sleep(0.002)")
+    later, _ = resolve(db, loyalty)
+    assert uuid.UUID(later).version == 7
+    # the right edge of the primary key (campaign_id, member_id), where inserts split no page in half
+    newest = db.execute("SELECT campaign_id::text FROM push_campaign_recipients"
+                        " WHERE campaign_id = ANY(%s::uuid[]) ORDER BY campaign_id DESC LIMIT 1",
+                        ([earlier, later],)).fetchone()[0]
+    assert newest == later

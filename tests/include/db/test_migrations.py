@@ -269,3 +269,36 @@ def test_recipients_go_when_campaigns_are_truncated(empty_database: str) -> None
                      (campaign_id,))
         conn.execute("TRUNCATE push_campaigns CASCADE")  # CASCADE: the lift table still has a foreign key
         assert conn.execute("SELECT count(*) FROM push_campaign_recipients").fetchone() == (0,)
+
+
+# ---- campaign ids in creation order (migration 033) ---------------------------------------------------
+
+
+def test_new_campaign_ids_are_version_7_uuids_carrying_the_database_clock(db: psycopg.Connection) -> None:
+    before, first, second, after = db.execute(
+        "SELECT clock_timestamp(), passpush_new_campaign_id(), passpush_new_campaign_id(), clock_timestamp()"
+    ).fetchone()
+    for made in (first, second):
+        assert (made.version, made.variant) == (7, uuid.RFC_4122)
+        millis = made.int >> 80  # the top 48 bits
+        assert int(before.timestamp() * 1000) <= millis <= int(after.timestamp() * 1000)
+    assert first != second  # the same millisecond: the random bits tell them apart
+
+
+def test_a_later_campaign_id_sorts_after_an_earlier_one_in_the_database(db: psycopg.Connection) -> None:
+    ids = []
+    for _ in range(5):
+        ids.append(db.execute("SELECT passpush_new_campaign_id()").fetchone()[0])
+        db.execute("SELECT pg_sleep(0.002)")  # a new millisecond
+    # uuid ordering in PostgreSQL is bytewise, the order of the primary key (campaign_id, member_id)
+    in_database = [r[0] for r in db.execute("SELECT id FROM unnest(%s::uuid[]) AS id ORDER BY id", (ids,))]
+    assert in_database == ids
+
+
+def test_push_campaigns_keeps_random_ids_for_other_writers(db: psycopg.Connection) -> None:
+    made = db.execute("INSERT INTO push_campaigns (program_id, name, message_text)"
+                      " VALUES (gen_random_uuid(), 'other writer', 'm') RETURNING id").fetchone()[0]
+    try:
+        assert made.version == 4
+    finally:
+        db.execute("DELETE FROM push_campaigns WHERE id = %s", (made,))
