@@ -779,8 +779,8 @@ def test_long_rendering_of_a_skipped_member_is_not_an_error(db: psycopg.Connecti
 # ---- where a campaign's rows go (migration 033) -----------------------------------------------------
 
 
-def test_a_new_campaigns_recipients_go_after_every_earlier_campaigns(db: psycopg.Connection,
-                                                                       loyalty: SeededProgram) -> None:
+def test_a_later_campaigns_rows_sort_after_an_earlier_campaigns_rows(db: psycopg.Connection,
+                                                                      loyalty: SeededProgram) -> None:
     earlier, _ = resolve(db, loyalty)
     db.execute("SELECT pg_sleep(0.002)")
     later, _ = resolve(db, loyalty)

@@ -282,7 +282,7 @@ def test_new_campaign_ids_are_version_7_uuids_carrying_the_database_clock(db: ps
         assert (made.version, made.variant) == (7, uuid.RFC_4122)
         millis = made.int >> 80  # the top 48 bits
         assert int(before.timestamp() * 1000) <= millis <= int(after.timestamp() * 1000)
-    assert first != second  # the same millisecond: the random bits tell them apart
+    assert first != second  # most likely the same millisecond: the random bits tell them apart
 
 
 def test_a_later_campaign_id_sorts_after_an_earlier_one_in_the_database(db: psycopg.Connection) -> None:
