@@ -1,7 +1,7 @@
 -- Resolve a campaign's audience into push_campaign_recipients in one statement.
 -- Input: the session's temp table pp_audience(member_id) filled from a segment, custom SQL or CSV,
--- each id once (passpush.audience.fill_audience removes repeats; a built-in segment lists a member with
--- several passes once per pass, which `chosen` below reduces to one row).
+-- each id once (passpush.audience.fill_audience removes repeats), except that a built-in segment lists a
+-- member with several passes once per pass: `chosen` below reduces those to one row.
 -- Every requested member gets exactly one row: PENDING (to send, with a batch number),
 -- HELD_OUT (the campaign's random, reproducible holdout share of the eligible members) or
 -- SKIPPED with the first reason that applies. {rendered} is the compiled message template.
@@ -41,7 +41,7 @@ ranked AS (
 classified AS (
     -- only what the rows written need: every byte here is sorted once more, into member order
     SELECT j.member_id, j.pass_id, j.passkit_id, j.wallet, j.sendable, j.last_updated, j.points_balance,
-           j.timezone, j.rendered,
+           j.timezone, j.rendered, j.passkit_rank,
         CASE
             WHEN j.pass_id IS NULL THEN 'unknown_member'
             WHEN j.pass_status <> 'ACTIVE' THEN 'inactive_pass'
@@ -82,11 +82,13 @@ classified AS (
     OFFSET 0  -- computed once here: inlined, the CASE and its look-ups ran again in each node above
 ),
 -- One row per member: a member id with several passes in the program (a reissued card, say) is
--- reached on its sendable pass, else on the most recently updated one.
+-- reached on its sendable pass, else on the most recently updated one. A member a built-in segment
+-- listed once per pass has each pass joined once per listing: identical rows but for passkit_rank, which
+-- made one copy a 'duplicate_pass' of the other; the first copy is the one kept.
 chosen AS (
     SELECT DISTINCT ON (c.member_id COLLATE "C") c.*
     FROM classified c
-    ORDER BY c.member_id COLLATE "C", c.sendable DESC, c.last_updated DESC, c.pass_id
+    ORDER BY c.member_id COLLATE "C", c.sendable DESC, c.last_updated DESC, c.pass_id, c.passkit_rank
 ),
 -- Batches in member order: a batch is the next batch_size members of the audience in that order and
 -- holds those of them the campaign sends to (fewer where some are skipped). seq is the member's place,
@@ -96,7 +98,7 @@ chosen AS (
 numbered AS (
     SELECT ch.*,
            row_number() OVER (ORDER BY ch.member_id COLLATE "C", ch.sendable DESC, ch.last_updated DESC,
-                                       ch.pass_id) AS seq
+                                       ch.pass_id, ch.passkit_rank) AS seq
     FROM chosen ch
 ),
 written AS (

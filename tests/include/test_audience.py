@@ -331,6 +331,34 @@ def test_a_member_with_several_passes_is_reached_on_one(db: psycopg.Connection, 
                        (loyalty.program_id, retired))
 
 
+@pytest.mark.parametrize("conf", [{"audience": "all_active"},
+                                  {"audience": "segment", "segment": "whale", "segment_params": {"min_points": 0}}],
+                         ids=["all_active", "whale"])
+def test_a_member_with_two_active_passes_in_a_built_in_segment_is_sent_to_once(
+        db: psycopg.Connection, loyalty: SeededProgram, conf: dict[str, Any]) -> None:
+    """A built-in segment lists such a member once per pass, so each pass is joined twice: the member is
+    reached once, on the newer pass, and not skipped as a 'duplicate_pass' of the same pass's other copy."""
+    member = eligible_ids(db, loyalty)[0]
+    with several_passes_per_member(db):
+        try:
+            newer = db.execute(
+                "INSERT INTO passes_master (program_id, user_id, external_id, passkit_internal_id, status, wallet,"
+                " points_balance, last_updated) SELECT program_id, user_id, external_id, passkit_internal_id || '-new',"
+                " 'ACTIVE', wallet, points_balance, last_updated + interval '1 day' FROM passes_master"
+                " WHERE program_id = %s AND external_id = %s RETURNING id::text",
+                (loyalty.program_id, member)).fetchone()[0]
+
+            campaign_id, preview = resolve(db, loyalty, **conf)
+
+            rows = recipients(db, campaign_id)
+            assert (rows[member].status, rows[member].reason, rows[member].pass_id) == ("PENDING", None, newer)
+            assert "duplicate_pass" not in preview.skipped
+            assert row_count(db, campaign_id) == preview.targeted == len(rows)
+        finally:
+            db.execute("DELETE FROM passes_master WHERE program_id = %s AND external_id = %s"
+                       " AND passkit_internal_id LIKE '%%-new'", (loyalty.program_id, member))
+
+
 def test_a_member_whose_two_passes_share_a_passkit_id_is_still_sent_once(db: psycopg.Connection,
                                                                         loyalty: SeededProgram) -> None:
     """Two live rows for one PassKit member, same time stamp: the pass the member is reached on is the
