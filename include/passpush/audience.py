@@ -109,8 +109,8 @@ def _segment_function_available(conn: psycopg.Connection) -> bool:
 
 
 def _fill_from_query(conn: psycopg.Connection, query: str, params: dict[str, Any], *,
-                     timeout_ms: int, label: str) -> None:
-    """Run a segment query read-only and copy its member ids into pp_audience."""
+                     timeout_ms: int, label: str) -> int:
+    """Run a segment query read-only and copy its member ids into pp_audience; return how many."""
     # The admin's text, only ever placed inside a sub-select, on lines of its own so that a trailing
     # "-- comment" cannot swallow the closing parenthesis.
     body = sql.SQL("\n{}\n").format(sql.SQL(_strip_sql(query)))
@@ -136,18 +136,20 @@ def _fill_from_query(conn: psycopg.Connection, query: str, params: dict[str, Any
                     f"{label} must return a member_id column (got {', '.join(columns) or 'no columns'})")
             if not params and _segment_function_available(conn):
                 # Custom SQL: inside the SECURITY DEFINER function no set_config('role', ...) can leave the role.
-                conn.execute(CONTAINED_INSERT_SQL, {"query": body.as_string(conn), "column": column}, binary=True)
+                cur = conn.execute(CONTAINED_INSERT_SQL, {"query": body.as_string(conn), "column": column},
+                                   binary=True)
             else:
                 # A built-in segment selects one row per pass: ids repeat only for a member with several
                 # passes, whom the resolution reduces to one row anyway. An admin's query may repeat anything.
                 distinct = sql.SQL("" if params else "DISTINCT ")
-                conn.execute(
+                cur = conn.execute(
                     sql.SQL("INSERT INTO pp_audience (member_id) SELECT {}segment.{}::text FROM ({}) AS segment"
                             " WHERE segment.{} IS NOT NULL").format(
                         distinct, sql.Identifier(column), body, sql.Identifier(column)),
                     bound,
                     binary=True,
                 )
+        return cur.rowcount
     except AudienceError:
         raise
     except psycopg.errors.QueryCanceled as err:
@@ -164,12 +166,19 @@ def _fill_from_query(conn: psycopg.Connection, query: str, params: dict[str, Any
         raise AudienceError(f"{label} failed: {err.diag.message_primary or err}") from err
 
 
+class Filled(NamedTuple):
+    """What fill_audience wrote to pp_audience."""
+
+    requested: int  # rows written; a built-in segment writes a member with several passes once per pass
+    duplicates: int = 0  # ids of a CSV or test send that repeated an earlier one, written once
+
+
 COPY_CHUNK = 50_000  # ids per write to COPY: one call per chunk instead of one per id
 _COPY_SPECIAL = re.compile(r"[\t\r\\]")
 
 
-def _copy_distinct(conn: psycopg.Connection, ids: Iterable[str]) -> int:
-    """COPY each id once into pp_audience, in first-seen order; return how many repeated an earlier one."""
+def _copy_distinct(conn: psycopg.Connection, ids: Iterable[str]) -> Filled:
+    """COPY each id once into pp_audience, in first-seen order."""
     listed = list(ids)
     distinct = list(dict.fromkeys(listed))
     with conn.transaction(), conn.cursor().copy("COPY pp_audience (member_id) FROM STDIN") as copy:
@@ -181,11 +190,11 @@ def _copy_distinct(conn: psycopg.Connection, ids: Iterable[str]) -> int:
             else:
                 for member_id in chunk:  # an id with a tab, newline or backslash: psycopg escapes it
                     copy.write_row((member_id,))
-    return len(listed) - len(distinct)
+    return Filled(requested=len(distinct), duplicates=len(listed) - len(distinct))
 
 
-def fill_audience(conn: psycopg.Connection, spec: CampaignSpec) -> int:
-    """Fill pp_audience from the campaign's source; return duplicate ids seen in the input."""
+def fill_audience(conn: psycopg.Connection, spec: CampaignSpec) -> Filled:
+    """Fill pp_audience from the campaign's source."""
     _create_audience_table(conn)
     if spec.test_recipients:
         return _copy_distinct(conn, spec.test_recipients)
@@ -194,13 +203,12 @@ def fill_audience(conn: psycopg.Connection, spec: CampaignSpec) -> int:
         return _copy_distinct(conn, parse_member_ids(read_bytes(spec.csv_path), source=spec.csv_path))
     if spec.audience == "sql":
         assert spec.sql is not None
-        _fill_from_query(conn, spec.sql, {}, timeout_ms=DEFAULT_SQL_TIMEOUT_MS, label="the custom segment SQL")
-        return 0
+        return Filled(_fill_from_query(conn, spec.sql, {}, timeout_ms=DEFAULT_SQL_TIMEOUT_MS,
+                                       label="the custom segment SQL"))
     segment = get_segment(spec.segment if spec.audience == "segment" else "all_active")  # type: ignore[arg-type]
     params = {"program_id": spec.program_id, **segment.bind(spec.segment_params)}
-    _fill_from_query(conn, segment.sql, params, timeout_ms=DEFAULT_SQL_TIMEOUT_MS,
-                     label=f"segment {segment.name!r}")
-    return 0
+    return Filled(_fill_from_query(conn, segment.sql, params, timeout_ms=DEFAULT_SQL_TIMEOUT_MS,
+                                   label=f"segment {segment.name!r}"))
 
 
 class Written(NamedTuple):
@@ -229,11 +237,12 @@ FROM push_campaign_recipients WHERE campaign_id = %(campaign_id)s GROUP BY 1, 2,
 """
 
 
-def _insert_recipients(conn: psycopg.Connection, campaign_id: str, spec: CampaignSpec) -> WrittenCounts:
+def _insert_recipients(conn: psycopg.Connection, campaign_id: str, spec: CampaignSpec,
+                       requested: int) -> WrittenCounts:
     query = queries.composed("resolve_audience", rendered=spec.template.to_sql())
     program = campaigns.load_program(conn, spec.program_id)
     try:
-        return _run_resolve(conn, query, campaign_id, spec, program.timezone)
+        return _run_resolve(conn, query, campaign_id, spec, program.timezone, requested)
     except psycopg.errors.UniqueViolation as err:
         # The statement writes one row per member: a second row can only come from a second resolution.
         raise AudienceError(
@@ -242,11 +251,10 @@ def _insert_recipients(conn: psycopg.Connection, campaign_id: str, spec: Campaig
 
 
 def _run_resolve(conn: psycopg.Connection, query: sql.Composed, campaign_id: str, spec: CampaignSpec,
-                 program_timezone: str) -> WrittenCounts:
-    requested = conn.execute("SELECT count(*) FROM pp_audience").fetchone()
+                 program_timezone: str, requested: int) -> WrittenCounts:
     # A test send goes to the team's own passes, however recently they were reached, and holds no one out.
     rows = conn.execute(query, {
-        "requested": requested[0] if requested else 0,
+        "requested": requested,
         "program_id": spec.program_id,
         "program_timezone": program_timezone,
         "campaign_id": campaign_id,
@@ -330,7 +338,7 @@ def resolve(conn: psycopg.Connection, campaign_id: str) -> AudiencePreview:
         return build_preview(conn, campaign_id, (campaign["preview"] or {}).get("duplicates_in_input", 0))
     campaigns.mark_started(conn, campaign_id)
     conn.commit()
-    duplicates = fill_audience(conn, spec)
+    filled = fill_audience(conn, spec)
     with conn.transaction():
         # Autovacuum never analyzes temp tables: without statistics the planner takes pp_audience for
         # 200 ids and joins a million of them by nested loops (minutes instead of seconds).
@@ -340,9 +348,9 @@ def resolve(conn: psycopg.Connection, campaign_id: str) -> AudiencePreview:
         conn.execute("SET LOCAL jit = off")
         conn.execute("DELETE FROM push_campaign_recipients WHERE campaign_id = %s", (campaign_id,))
         conn.execute("DELETE FROM push_campaign_batches WHERE campaign_id = %s", (campaign_id,))
-        counts = _insert_recipients(conn, campaign_id, spec)
+        counts = _insert_recipients(conn, campaign_id, spec, filled.requested)
         _check_rendered_length(conn, campaign_id, spec.max_message_length, counts)
-        preview = build_preview(conn, campaign_id, duplicates, counts)
+        preview = build_preview(conn, campaign_id, filled.duplicates, counts)
         conn.execute(
             "UPDATE push_campaigns SET recipient_count = %s, skipped_count = %s, preview = %s,"
             " updated_at = now() WHERE id = %s",

@@ -705,6 +705,32 @@ def test_resolve_on_a_transactional_connection(migrated_database_url: str, db: p
     assert preview.targeted == len(expected)
 
 
+@pytest.mark.parametrize("source", ["all_active", "whale", "sql", "csv", "test_recipients"])
+def test_the_fill_counts_the_ids_it_wrote(migrated_database_url: str, loyalty: SeededProgram, uploads: Path,
+                                          source: str) -> None:
+    """The resolution sizes batches on this count instead of counting the audience table again."""
+    with psycopg.connect(migrated_database_url) as conn:
+        ids = eligible_ids(conn, loyalty)[:7]
+        conn.commit()
+        conf: dict[str, Any] = {
+            "all_active": {"audience": "all_active"},
+            "whale": {"audience": "segment", "segment": "whale", "segment_params": {"min_points": 100}},
+            "sql": {"audience": "sql",
+                    "sql": f"SELECT unnest(ARRAY['{ids[0]}', '{ids[1]}', '{ids[0]}', 'NOPE']) AS member_id"},
+            "csv": {"audience": "csv", "csv_path": write_csv(uploads, ["member_id", *ids, ids[2], "NOPE"])},
+            "test_recipients": {"test_recipients": [ids[3], ids[3], ids[4]]},
+        }[source]
+        spec = parse_conf({"program_id": loyalty.program_id, "name": "n", "message": "m", **conf})
+
+        filled = audience.fill_audience(conn, spec)
+
+        written = conn.execute("SELECT count(*) FROM pp_audience").fetchone()[0]  # type: ignore[index]
+        assert filled.requested == written > 0
+        assert filled.duplicates == (1 if source == "csv" else 0)  # test sends are de-duplicated by the conf
+        if source == "sql":
+            assert written == 3  # the admin's repeats are removed
+
+
 def test_segment_limits_do_not_outlive_the_segment_query(migrated_database_url: str, loyalty: SeededProgram,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(audience, "DEFAULT_SQL_TIMEOUT_MS", 4321)
