@@ -119,22 +119,30 @@ written AS (
     FROM numbered
     RETURNING member_id, status, reason, wallet, batch_no, length(rendered_message) AS message_length
 ),
+-- What was written, counted as it was written (read back from the table, the rows would be read again
+-- through an index whose statistics do not know this campaign yet), in one pass: a row per batch and
+-- kind of row, a few hundred, from which the batches and the preview's counts are summed (two passes
+-- over the million rows, one per grouping, took 0.3 s more: bench/RESULTS.md).
+per_group AS (
+    SELECT batch_no, status, reason, wallet, count(*) AS recipients, max(message_length) AS longest_message,
+           min(member_id) AS first_member, max(member_id) AS last_member
+    FROM written
+    GROUP BY batch_no, status, reason, wallet
+),
 -- Each batch as the range of member ids it spans: senders read their batch through the primary key
 -- (migration 032).
 batches AS (
     INSERT INTO push_campaign_batches (campaign_id, batch_no, first_member, last_member, recipients)
-    SELECT %(campaign_id)s, batch_no, min(member_id), max(member_id), count(*)
-    FROM written
+    SELECT %(campaign_id)s, batch_no, min(first_member), max(last_member), sum(recipients)
+    FROM per_group
     WHERE batch_no IS NOT NULL
     GROUP BY batch_no
     RETURNING recipients
 )
--- What was written, counted as it was written (read back from the table, the rows would be read again
--- through an index whose statistics do not know this campaign yet): the preview's counts, the longest
--- message anyone will be sent, how many batches and the largest.
-SELECT status, reason, wallet, count(*) AS recipients,
-       max(message_length) FILTER (WHERE status = 'PENDING') AS longest_message,
+-- The preview's counts, the longest message anyone will be sent, how many batches and the largest.
+SELECT status, reason, wallet, sum(recipients)::bigint AS recipients,
+       max(longest_message) FILTER (WHERE status = 'PENDING') AS longest_message,
        (SELECT count(*) FROM batches) AS batches,
        (SELECT max(recipients) FROM batches) AS largest_batch
-FROM written
+FROM per_group
 GROUP BY status, reason, wallet
