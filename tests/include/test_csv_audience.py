@@ -14,6 +14,8 @@ from passpush.csv_audience import (
     ID_HEADERS,
     UPLOAD_DIR_ENV,
     VALID_ID,
+    _plain_ids,
+    _read_records,
     check_location,
     parse_member_ids,
     read_bytes,
@@ -79,6 +81,37 @@ def test_ids_are_read_lazily_in_file_order() -> None:
     rows = parse_member_ids(b"member_id\nCUST-1\nCUST-2\n")
     assert next(rows) == "CUST-1"
     assert list(rows) == ["CUST-2"]
+
+
+# ---- two readers: plain files without csv.reader, anything else record by record -----------------
+
+PLAIN_FILES = [
+    "member_id\r\nCUST-1\r\nCUST-2\r\n",  # a spreadsheet's one-column export
+    "CUST-1\nCUST-2\nCUST-3",
+    "\n  \nMember ID\n CUST-1 \n\nCUST-2\n",
+    "First Name,Member ID,Points\r\nAva,CUST-1,10\r\n,,\r\nLiam,CUST-2,20\r\n",
+    "member_id\nCUST-1,ignored\nCUST-2\n",
+]
+
+
+@pytest.mark.parametrize("text", PLAIN_FILES)
+def test_a_plain_file_is_read_without_csv_reader_to_the_same_ids(text: str) -> None:
+    plain = _plain_ids(text)
+    assert plain is not None
+    assert plain == list(_read_records(text, "test.csv"))
+
+
+@pytest.mark.parametrize("text", [
+    '"member_id"\nCUST-1\n',  # quotes: csv.reader's to read
+    "member_id\rCUST-1\rCUST-2\r",  # a lone CR ends a record for csv.reader
+    "member_id\nCUST 1\n",  # a bad id: refused with its line by the record reader
+    "name,member_id\nAva\n",  # a short row
+    "member_id\n",
+    "",
+    "CUST-1\nCUST-2,x\n",  # irregular: one unnamed column, then two cells
+])
+def test_anything_unusual_is_left_to_the_record_reader(text: str) -> None:
+    assert _plain_ids(text) is None
 
 
 # ---- what is refused ---------------------------------------------------------------------------

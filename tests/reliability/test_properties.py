@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from passpush.csv_audience import VALID_ID, parse_member_ids
+from passpush.csv_audience import VALID_ID, _plain_ids, _read_records, parse_member_ids
 from passpush.errors import AudienceError, MessageError
 from passpush.rendering import PLACEHOLDERS, longest_possible_literal_length, parse_template
 
@@ -72,6 +72,36 @@ def test_a_single_bad_cell_refuses_the_whole_file(cells: list[str]) -> None:
         assert ids is None, f"accepted a file with {bad!r}"
     elif ids is not None:
         assert ids == [c.strip() for c in cells if c.strip()]
+
+
+def _records_or_none(text: str) -> list[str] | None:
+    try:
+        return list(_read_records(text, "fuzz.csv"))
+    except AudienceError:
+        return None
+
+
+@FAST
+@given(st.text(alphabet=CSV_ALPHABET.replace('"', ""), max_size=400))
+def test_the_plain_reader_accepts_only_what_the_record_reader_reads_the_same(text: str) -> None:
+    plain = _plain_ids(text)
+    assert plain is None or plain == _records_or_none(text)
+
+
+# Mostly valid ids, sometimes padded, blank or not an id at all; one to three cells a line.
+id_cell = st.text(alphabet="ab1_.", min_size=1, max_size=6)
+plain_cell = st.one_of(id_cell, id_cell, id_cell.map(lambda c: f" {c}\t"), st.text(alphabet="ab1_.-= ;\t", max_size=6))
+plain_line = st.lists(plain_cell, min_size=1, max_size=3).map(",".join)
+
+
+@FAST
+@given(lines=st.lists(plain_line, min_size=1, max_size=8),
+       terminator=st.sampled_from(["\n", "\r\n"]),
+       header=st.sampled_from(["", "member_id", "name,member_id", "member_id,points"]))
+def test_plain_files_are_read_alike_by_both_readers(lines: list[str], terminator: str, header: str) -> None:
+    text = terminator.join([header, *lines] if header else lines)
+    plain = _plain_ids(text)
+    assert plain is None or plain == _records_or_none(text)
 
 
 values = st.one_of(st.none(), st.text(max_size=40), st.integers(-10**6, 10**6))
