@@ -283,25 +283,29 @@ class BatchSender:
         self.summary.requests += 1
         return await self._send_once(recipient)
 
-    async def _attempts(self, recipient: Recipient) -> tuple[SendResult, int]:
+    async def _attempts(self, recipient: Recipient) -> tuple[SendResult, int, bool]:
+        """The last answer, the number of attempts, and whether an earlier attempt may have written."""
         # Most sends succeed at once: only a recipient whose first answer was transient pays for tenacity.
         first = await self._attempt(recipient)
         if self.options.max_attempts <= 1 or not self._should_retry(first):
-            return first, 1
+            return first, 1, False
         return await self._retry(recipient, first)
 
-    async def _retry(self, recipient: Recipient, first: SendResult) -> tuple[SendResult, int]:
+    async def _retry(self, recipient: Recipient, first: SendResult) -> tuple[SendResult, int, bool]:
         """Tenacity owns the policy from here; its attempt 1 is the answer already in hand."""
         attempts = 1
         pending: SendResult | None = first
+        results: list[SendResult] = []
 
         async def once() -> SendResult:
             nonlocal attempts, pending
             if pending is not None:
                 result, pending = pending, None
-                return result
-            attempts += 1
-            return await self._attempt(recipient)
+            else:
+                attempts += 1
+                result = await self._attempt(recipient)
+            results.append(result)
+            return result
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.options.max_attempts),
@@ -310,7 +314,7 @@ class BatchSender:
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         )
         result = await retrying(once)
-        return result, attempts
+        return result, attempts, any(earlier.in_doubt for earlier in results[:-1])
 
     async def _send_once(self, recipient: Recipient) -> SendResult:
         if recipient.in_doubt and self.client.settings.metadata_update == "merge":
@@ -319,17 +323,21 @@ class BatchSender:
                 member = await self.client.get_member(recipient.passkit_id)
             except PassKitError as err:
                 outcome = classify_status(err.status) if err.status else Outcome.RETRYABLE
+                if outcome is Outcome.SENT:  # a 2xx whose body was not a member: nothing known, nothing written
+                    outcome = Outcome.RETRYABLE
                 return SendResult(outcome, err.status, str(err)[:200], err.retry_after)
             if (member.get("metaData") or {}).get(self.client.settings.metadata_key) == recipient.message:
                 return SendResult(Outcome.UNCHANGED, 200, None, passkit_id=recipient.passkit_id)
         return await self.client.set_marketing_message(message=recipient.message, passkit_id=recipient.passkit_id)
 
-    def _outcome(self, recipient: Recipient, result: SendResult, attempts: int) -> RowOutcome:
+    def _outcome(self, recipient: Recipient, result: SendResult, attempts: int,
+                 earlier_in_doubt: bool = False) -> RowOutcome:
         status, reason = {
             Outcome.SENT: ("SENT", None),
-            # The pass already shows the text. After a crash or a failed earlier attempt our own write
-            # may be why (a dropped answer to an applied PUT): count it as delivered, not skipped.
-            Outcome.UNCHANGED: ("SENT", "confirmed_in_doubt") if recipient.in_doubt or attempts > 1
+            # The pass already shows the text. After a crash or an earlier PUT that got no clear answer our
+            # own write may be why (a dropped answer to an applied PUT): count it as delivered, not skipped.
+            # An earlier attempt that wrote nothing (a GET answered 503, a PUT answered 429) is no reason.
+            Outcome.UNCHANGED: ("SENT", "confirmed_in_doubt") if recipient.in_doubt or earlier_in_doubt
             else ("SKIPPED", "already_showing"),
             Outcome.RETRYABLE: ("RETRYABLE", "retries_exhausted"),
             Outcome.PERMANENT: ("FAILED", f"http_{result.http_status}" if result.http_status else "rejected"),
@@ -342,15 +350,16 @@ class BatchSender:
             self._release(recipient)
             return
         try:
-            result, attempts = await self._attempts(recipient)
+            result, attempts, earlier_in_doubt = await self._attempts(recipient)
         except Exception as err:  # a bug or an unexpected library error must not lose the row's state
             log.exception("unexpected error sending to member %s", recipient.member_id)
             result, attempts = SendResult(Outcome.RETRYABLE, None, f"{type(err).__name__}: {err}"[:200]), 1
+            earlier_in_doubt = False
         if result.outcome is Outcome.FATAL:
             self._abort = self._abort or f"PassKit refused the credentials ({result.error})"
             self._release(recipient)
             return
-        row = self._outcome(recipient, result, attempts)
+        row = self._outcome(recipient, result, attempts, earlier_in_doubt)
         self._count(row, recipient)
         self._pending.append(row)
 

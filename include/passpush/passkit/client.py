@@ -48,9 +48,10 @@ import asyncio
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from http import HTTPStatus
@@ -83,6 +84,10 @@ DEFAULT_503_BACKOFF_SECONDS = 0.25
 # A PassKit id that cannot exist: check_credentials reads it and takes 404 as "the token was accepted".
 _PROBE_MEMBER_ID = "passpush-credentials-check"
 _USER_AGENT = "passpush-passkit-client/0.1"
+
+# Any JWT (base64url of '{"' starts every header): not only the token in use now, but one a concurrent
+# request has replaced since this request left, or a token PassKit handed out in X-Passkit-Token.
+_JWT = re.compile(rb"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 _RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 _PERMANENT_5XX = frozenset({501, 505})
@@ -165,6 +170,8 @@ class SendResult:
     error: str | None  # short reason; never contains the token
     retry_after: float | None = None  # seconds to wait before retrying, when the server said so
     passkit_id: str | None = None
+    # The PUT left and got no answer that rules out that PassKit applied it (no answer, or a 5xx).
+    in_doubt: bool = False
 
 
 def classify_status(status: int) -> Outcome:
@@ -235,6 +242,20 @@ def _json_object(raw: bytes) -> dict[str, Any] | None:
     except ValueError:
         return None
     return body if isinstance(body, dict) else None
+
+
+def _member_object(raw: bytes) -> dict[str, Any] | None:
+    """A member as read by GET: a JSON object naming the member (its PassKit `id` or `externalId`), bare or
+    in the `{"result": ...}` envelope of PassKit's list answers. Anything else (`{}`, an error object) is
+    not a member: taken for one without metaData, our key alone would be written back."""
+    body = _json_object(raw)
+    if body is not None and not _names_member(body) and isinstance(body.get("result"), dict):
+        body = body["result"]
+    return body if body is not None and _names_member(body) else None
+
+
+def _names_member(body: dict[str, Any]) -> bool:
+    return any(isinstance(body.get(key), str) and body[key] for key in ("id", "externalId"))
 
 
 def _segment(value: str) -> str:
@@ -344,10 +365,11 @@ class PassKitClient:
         status, raw, headers = await self._exchange("GET", url, None)
         if not 200 <= status < 300:
             return self._failure(status, raw, headers)
-        member = _json_object(raw)
+        member = _member_object(raw)
         if member is None:
-            return SendResult(Outcome.RETRYABLE, status, f"HTTP {status}: member body is not a JSON object")
-        member_id = member.get("id") if isinstance(member.get("id"), str) else passkit_id
+            # Not a member (empty, HTML, {}): writing our key alone would wipe the others on a replacing server.
+            return SendResult(Outcome.RETRYABLE, status, f"HTTP {status}: member body is not a member object")
+        member_id = member["id"] if isinstance(member.get("id"), str) and member["id"] else passkit_id
         metadata = member.get("metaData")
         if not isinstance(metadata, dict):
             metadata = {}
@@ -361,9 +383,13 @@ class PassKitClient:
         self, identity: dict[str, Any], metadata: dict[str, Any], known_id: str | None
     ) -> SendResult:
         identity["metaData"] = metadata
-        status, raw, headers = await self._exchange("PUT", self._members_url, _encode_json(identity).encode())
+        try:
+            status, raw, headers = await self._exchange("PUT", self._members_url, _encode_json(identity).encode())
+        except PassKitTransportError as err:
+            return SendResult(Outcome.RETRYABLE, None, err.message, in_doubt=True)
         if not 200 <= status < 300:
-            return self._failure(status, raw, headers)
+            failure = self._failure(status, raw, headers)
+            return replace(failure, in_doubt=True) if status >= 500 else failure
         answer = _json_object(raw)
         answered_id = answer.get("id") if answer is not None else None
         return SendResult(
@@ -498,6 +524,7 @@ class PassKitClient:
             return f"HTTP {status}: redirected to {location}; set the base URL to PassKit's REST host"
         if self._token and self._token.encode() in raw:
             raw = raw.replace(self._token.encode(), b"<token>")  # a proxy may echo the request back
+        raw = _JWT.sub(b"<token>", raw)
         detail = describe_error_body(raw) or _reason(status)
         return f"HTTP {status}: {detail}"
 

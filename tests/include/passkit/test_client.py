@@ -301,7 +301,7 @@ def test_put_dropped_after_apply_is_in_doubt_then_confirmed_unchanged(emu: Emula
     emu.control.configure(fault_drop_after_apply=0.0)
     retry = run(send(emu, passkit_id=pid))
 
-    assert blind == SendResult(Outcome.RETRYABLE, None, "connection dropped on PUT")
+    assert blind == SendResult(Outcome.RETRYABLE, None, "connection dropped on PUT", in_doubt=True)
     assert retry == SendResult(Outcome.UNCHANGED, 200, None, None, pid)
     assert len(emu.control.notifications(pass_id=pid)) == 1
 

@@ -1,9 +1,9 @@
 """The client's wire format and its handling of answers the emulator never gives.
 
-A scripted aiohttp server on localhost answers each request with a canned response and records what
-arrived, so these tests see the exact bytes the client sends (real HTTP, no mocked transport): the PUT
-body, the JWT header, URL quoting; and how it reads redirects, HTML error pages, HTTP-date Retry-After
-and error bodies that echo the token.
+A scripted aiohttp server on localhost (tests/fixtures/scripted_passkit.py) answers each request with a
+canned response and records what arrived, so these tests see the exact bytes the client sends (real
+HTTP, no mocked transport): the PUT body, the JWT header, URL quoting; and how it reads redirects, HTML
+error pages, HTTP-date Retry-After, member bodies that are not members, and error bodies that echo a token.
 """
 
 from __future__ import annotations
@@ -11,9 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
@@ -22,6 +19,7 @@ import jwt
 import pytest
 from aiohttp import web
 
+from fixtures.scripted_passkit import API_KEY, SECRET, ScriptedServer, answer, run, settings
 from passpush.passkit import (
     Outcome,
     PassKitClient,
@@ -30,73 +28,7 @@ from passpush.passkit import (
     PassKitSettings,
 )
 
-API_KEY = "wire-test-key"
-SECRET = "wire-test-secret-0123456789abcdef"
 MEMBER = {"id": "PK1", "externalId": "C1", "programId": "P1", "metaData": {"tier": "gold"}}
-
-
-@dataclass
-class Seen:
-    method: str
-    raw_path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class ScriptedServer:
-    """Answers with `responses[(method, path-prefix)]` (a callable), recording every request."""
-
-    responses: dict[tuple[str, str], Callable[[web.Request], web.StreamResponse]] = field(
-        default_factory=dict
-    )
-    seen: list[Seen] = field(default_factory=list)
-    url: str = ""
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        self.seen.append(Seen(request.method, request.raw_path, dict(request.headers), await request.read()))
-        for (method, prefix), respond in self.responses.items():
-            if request.method == method and request.raw_path.startswith(prefix):
-                return respond(request)
-        return web.json_response({"error": "no scripted answer"}, status=599)
-
-
-@asynccontextmanager
-async def scripted_server() -> AsyncIterator[ScriptedServer]:
-    server = ScriptedServer()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", server.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    server.url = f"http://127.0.0.1:{port}"
-    try:
-        yield server
-    finally:
-        await runner.cleanup()
-
-
-def run(scenario: Callable[[ScriptedServer], Coroutine[Any, Any, None]]) -> None:
-    async def main() -> None:
-        async with scripted_server() as server:
-            await scenario(server)
-
-    asyncio.run(main())
-
-
-def settings(server: ScriptedServer, **overrides: Any) -> PassKitSettings:
-    return PassKitSettings(base_url=server.url, api_key=API_KEY, api_secret=SECRET, **overrides)
-
-
-def answer(status: int, body: Any = None, headers: dict[str, str] | None = None) -> Callable[..., Any]:
-    def respond(_request: web.Request) -> web.StreamResponse:
-        if isinstance(body, bytes | str):
-            return web.Response(status=status, body=body, headers=headers)
-        return web.json_response(body or {}, status=status, headers=headers)
-
-    return respond
 
 
 def test_read_modify_write_puts_only_identity_and_full_metadata() -> None:
@@ -260,6 +192,38 @@ def test_an_error_body_echoing_the_token_never_leaks_it() -> None:
     run(scenario)
 
 
+def test_an_error_body_echoing_a_token_replaced_while_in_flight_never_leaks_it() -> None:
+    # The slow request left with token 1; a request sent after the refresh carries token 2, and only then
+    # does the first one get its answer, echoing token 1 (still valid until its exp).
+    second_arrived = asyncio.Event()
+
+    async def slow_echo(request: web.Request) -> web.StreamResponse:
+        await second_arrived.wait()
+        return web.json_response({"code": 3, "message": f"bad header {request.headers['Authorization']}"},
+                                 status=400)
+
+    def member(_request: web.Request) -> web.StreamResponse:
+        second_arrived.set()
+        return web.json_response(MEMBER)
+
+    async def scenario(server: ScriptedServer) -> None:
+        server.responses[("PUT", "/members/member")] = slow_echo  # type: ignore[assignment]
+        server.responses[("GET", "/members/member/id/")] = member
+        # 2 s tokens are replaced after 1 s
+        quick = settings(server, token_lifetime_seconds=2, clock_skew_seconds=0, metadata_update="merge")
+        async with PassKitClient(quick) as client:
+            slow = asyncio.create_task(client.set_marketing_message(message="hi", passkit_id="PK1"))
+            await asyncio.sleep(1.1)
+            await client.get_member("PK1")
+            result = await slow
+
+        put, get = server.seen
+        assert put.headers["Authorization"] != get.headers["Authorization"]  # the token was replaced
+        assert result.error == "HTTP 400: bad header <token>"
+
+    run(scenario)
+
+
 def test_member_body_that_is_not_json_is_retryable_and_not_written() -> None:
     async def scenario(server: ScriptedServer) -> None:
         server.responses[("GET", "/members/member/id/")] = answer(200, "not json")
@@ -268,6 +232,47 @@ def test_member_body_that_is_not_json_is_retryable_and_not_written() -> None:
 
         assert (result.outcome, result.http_status) == (Outcome.RETRYABLE, 200)
         assert [seen.method for seen in server.seen] == ["GET"]
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("body", [{}, {"metaData": {}}, {"member": MEMBER}])
+def test_member_body_without_an_id_is_retryable_and_not_written(body: dict[str, Any]) -> None:
+    # On a server that replaces metaData, a PUT of our key alone would wipe every other key.
+    async def scenario(server: ScriptedServer) -> None:
+        server.responses[("GET", "/members/member/id/")] = answer(200, body)
+        async with PassKitClient(settings(server)) as client:
+            result = await client.set_marketing_message(message="hi", passkit_id="PK1")
+
+        assert (result.outcome, result.http_status) == (Outcome.RETRYABLE, 200)
+        assert [seen.method for seen in server.seen] == ["GET"]
+
+    run(scenario)
+
+
+def test_member_named_by_its_external_id_alone_keeps_its_other_metadata_keys() -> None:
+    async def scenario(server: ScriptedServer) -> None:
+        member = {"externalId": "C1", "programId": "P1", "metaData": {"tier": "gold"}}
+        server.responses[("GET", "/members/member/id/")] = answer(200, member)
+        server.responses[("PUT", "/members/member")] = answer(200, {"id": "PK1"})
+        async with PassKitClient(settings(server)) as client:
+            result = await client.set_marketing_message(message="hi", passkit_id="PK1")
+
+        assert (result.outcome, result.passkit_id) == (Outcome.SENT, "PK1")
+        assert json.loads(server.seen[1].body)["metaData"] == {"tier": "gold", "marketingMessage": "hi"}
+
+    run(scenario)
+
+
+def test_member_in_a_result_envelope_keeps_its_other_metadata_keys() -> None:
+    async def scenario(server: ScriptedServer) -> None:
+        server.responses[("GET", "/members/member/id/")] = answer(200, {"result": MEMBER})
+        server.responses[("PUT", "/members/member")] = answer(200, {"id": "PK1"})
+        async with PassKitClient(settings(server)) as client:
+            result = await client.set_marketing_message(message="hi", passkit_id="PK1")
+
+        assert (result.outcome, result.passkit_id) == (Outcome.SENT, "PK1")
+        assert json.loads(server.seen[1].body)["metaData"] == {"tier": "gold", "marketingMessage": "hi"}
 
     run(scenario)
 
