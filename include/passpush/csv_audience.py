@@ -25,6 +25,11 @@ DEFAULT_MAX_BYTES = 32 * 1024 * 1024  # a million ids is ~15 MB; anything far la
 ID_HEADERS = {"member_id", "memberid", "member", "external_id", "externalid", "member_number", "id"}
 # A member id: letters, digits and a few separators; never starting with a formula trigger.
 VALID_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:@+-]{0,127}")
+# An id a spreadsheet stored as a number and exported reformatted: 1.0, 2.00, or in scientific notation
+# (1E+05, 1.23457E+11, digits lost). No member has such an id: refused, never skipped as unknown.
+SPREADSHEET_NUMBER = re.compile(r"\d+\.0+|\d+(\.\d+)?[Ee][+-]\d+")
+# Both rules in one pattern: one match per id when a million are read.
+_MEMBER_ID = re.compile(rf"(?!(?:{SPREADSHEET_NUMBER.pattern})\Z)(?:{VALID_ID.pattern})")
 REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "az://", "abfs://", "http://", "https://")
 
 
@@ -120,7 +125,7 @@ def _plain_ids(text: str) -> list[str] | None:
     if max(map(len, lines)) > csv.field_size_limit():
         return None
     ids = _single_column(lines) if "," not in text else _id_column_cells(lines)
-    return ids if ids and all(map(VALID_ID.fullmatch, ids)) else None
+    return ids if ids and all(map(_MEMBER_ID.fullmatch, ids)) else None
 
 
 def _single_column(lines: list[str]) -> list[str]:
@@ -155,14 +160,14 @@ def _read_records(text: str, source: str) -> Iterator[str]:
     line_no, header = first
     first_id = _headerless_id(header)
     if first_id is not None:
-        if not VALID_ID.fullmatch(first_id):
+        if not _MEMBER_ID.fullmatch(first_id):
             _refuse_id(first_id, line_no, source, single_column=True)
         yield first_id
     column = 0 if first_id is not None else _id_column(header, source)
     seen_any = first_id is not None
     for line_no, row in rows:
         cell = row[column].strip() if column < len(row) else ""
-        if not VALID_ID.fullmatch(cell):
+        if not _MEMBER_ID.fullmatch(cell):
             _refuse_id(cell, line_no, source, single_column=len(header) == 1)
         seen_any = True
         yield cell
@@ -186,6 +191,9 @@ def _refuse_id(cell: str, line_no: int, source: str, *, single_column: bool) -> 
     hint = ""
     if cell[0] in "=+-@":
         hint = " (it looks like a spreadsheet formula)"
+    elif SPREADSHEET_NUMBER.fullmatch(cell):
+        hint = (" (it looks like a number reformatted by a spreadsheet: format the id column as text"
+                " and export it again)")
     elif any(d in cell for d in ";\t|") and single_column:
         hint = " (is the file separated by something other than commas?)"
     raise AudienceError(f"CSV {source!r} line {line_no}: {cell[:40]!r} is not a valid member id{hint}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from passpush.csv_audience import (
     ID_HEADERS,
+    SPREADSHEET_NUMBER,
     UPLOAD_DIR_ENV,
     VALID_ID,
     _plain_ids,
@@ -179,6 +181,19 @@ def test_ids_that_are_not_plain_identifiers_are_refused(bad: str) -> None:
         ids(f"member_id\n{bad}\n")
 
 
+@pytest.mark.parametrize("number", ["1.0", "1E+05", "1.23457E+11", "2.00", "4E-03"])
+@pytest.mark.parametrize("rows", [["member_id", "17", "{}"], ["17", "{}"], ["name,member_id", "Ava,17", "Bo,{}"]])
+def test_ids_a_spreadsheet_turned_into_numbers_are_refused(number: str, rows: list[str]) -> None:
+    """Excel writes a member id typed as a number as 1.0 or 1E+05 (1.23457E+11: digits lost): no member
+    has that id, so each would be skipped as unknown while the campaign goes on without them."""
+    with pytest.raises(AudienceError, match=rf"line {len(rows)}: '{re.escape(number)}' .*reformatted by a spreadsheet"):
+        ids("\n".join(rows).format(number) + "\n")
+
+
+def test_ids_with_dots_or_letters_are_still_ids() -> None:
+    assert ids("member_id\nCUST-1.5\n1.5\nv2.0\n12E3\n") == ["CUST-1.5", "1.5", "v2.0", "12E3"]
+
+
 def test_missing_id_in_a_row_names_the_line() -> None:
     with pytest.raises(AudienceError, match=r"line 3: the member id is empty"):
         ids("member_id,name\nCUST-1,Ava\n,Liam\n")
@@ -288,8 +303,9 @@ def test_file_exactly_at_the_limit_is_read(uploads: Path) -> None:
 
 member_ids = st.from_regex(VALID_ID, fullmatch=True).filter(
     # A lone first id spelled like a header ("id", "Member") is read as the header: that ambiguity is
-    # the price of accepting headerless files, so the property leaves those ids out.
-    lambda s: s.strip().lower().replace("-", "_") not in ID_HEADERS)
+    # the price of accepting headerless files, so the property leaves those ids out; and numbers a
+    # spreadsheet reformatted (1.0, 1E+05) are refused.
+    lambda s: s.strip().lower().replace("-", "_") not in ID_HEADERS and not SPREADSHEET_NUMBER.fullmatch(s))
 
 
 @given(
