@@ -31,6 +31,10 @@ PLACEHOLDERS: dict[str, str] = {
 }
 
 _TOKEN = re.compile(r"\{([^{}]*)\}")
+# A value made only of these is blank and takes the fallback like an empty one: "Hi {first_name|there}"
+# with first_name "   " is "Hi there", not "Hi    ". _BLANK_SQL is the same set, for btrim.
+_BLANK = " \t\n\r\f\v\u00a0"
+_BLANK_SQL = sql.SQL(r"(E' \t\n\r\f\x0B' || chr(160))")
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ class Template:
         return {p.name for p in self.parts if isinstance(p, Placeholder)}
 
     def render(self, values: dict[str, object]) -> str:
-        """Render for one member; an empty or missing value takes the fallback (or stays empty)."""
+        """Render for one member; an empty, blank or missing value takes the fallback (or stays empty)."""
         out: list[str] = []
         for part in self.parts:
             if isinstance(part, str):
@@ -60,7 +64,7 @@ class Template:
                 continue
             value = values.get(part.name)
             text = _format_value(value)
-            out.append(text if text else (part.fallback or ""))
+            out.append(text if text.strip(_BLANK) else (part.fallback or ""))
         return "".join(out)
 
     def to_sql(self) -> sql.Composable:
@@ -72,10 +76,11 @@ class Template:
                 continue
             column = sql.SQL(PLACEHOLDERS[part.name])
             fallback = _text_literal(part.fallback or "")
-            pieces.append(sql.SQL("coalesce(nullif({}, ''), {})").format(column, fallback))
+            pieces.append(sql.SQL("CASE WHEN btrim({}, {}) <> '' THEN {} ELSE {} END").format(
+                column, _BLANK_SQL, column, fallback))
         if not pieces:
             return sql.Literal("")
-        # Every piece is non-NULL (literals, coalesced values), so || is safe; concat() would cap a
+        # Every piece is non-NULL (literals, values or their fallbacks), so || is safe; concat() would cap a
         # template at 100 parts.
         return sql.SQL("({})").format(sql.SQL(" || ").join(pieces))
 

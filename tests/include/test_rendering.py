@@ -45,7 +45,7 @@ def test_placeholders_take_the_members_values(source: str, expected: str) -> Non
     assert parse_template(source).render(MEMBER) == expected
 
 
-@pytest.mark.parametrize("missing", [None, "", "absent"])
+@pytest.mark.parametrize("missing", [None, "", "absent", "   ", " \t\u00a0"])
 def test_fallback_replaces_an_empty_or_missing_value(missing: str | None) -> None:
     values = {k: v for k, v in MEMBER.items() if k != "first_name"}
     if missing != "absent":
@@ -205,7 +205,7 @@ def edgy_program(db: psycopg.Connection, seed_loyalty: Callable[..., SeededProgr
     for member, statement in edits:
         db.execute(statement + " WHERE program_id = %s AND external_id = %s", (program.program_id, member))
     for member, first in [("CUST-0000005", ""), ("CUST-0000006", None), ("CUST-0000007", "Zoë 'O\\Neil' 🎉"),
-                          ("CUST-0000008", "100%")]:
+                          ("CUST-0000008", "100%"), ("CUST-0000009", " \t ")]:
         db.execute("UPDATE users SET first_name = %s WHERE id = (SELECT user_id FROM passes_master"
                    " WHERE program_id = %s AND external_id = %s)", (first, program.program_id, member))
     return program
@@ -237,6 +237,7 @@ def test_sql_rendering_of_awkward_members(db: psycopg.Connection, edgy_program: 
     assert rows["CUST-0000006"].endswith(" there")
     assert rows["CUST-0000007"].endswith(" Zoë 'O\\Neil' 🎉")
     assert rows["CUST-0000008"].endswith(" 100%")
+    assert rows["CUST-0000009"].endswith(" there")  # blanks are no name
 
 
 @pytest.mark.postgres
