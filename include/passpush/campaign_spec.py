@@ -100,7 +100,7 @@ def _int(conf: dict[str, Any], key: str, *, minimum: int, maximum: int | None = 
         raise CampaignConfigError(f"{key} must be a whole number, got {value!r}")
     try:
         number = int(value)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, OverflowError) as err:  # OverflowError: infinity (YAML's .inf)
         raise CampaignConfigError(f"{key} must be a whole number, got {value!r}") from err
     if isinstance(value, float) and not value.is_integer():
         raise CampaignConfigError(f"{key} must be a whole number, got {value!r}")

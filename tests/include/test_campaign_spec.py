@@ -174,13 +174,13 @@ def test_rate_limit_is_bounded(value: object) -> None:
         parse_conf(conf(rate_limit_per_second=value))
 
 
-@pytest.mark.parametrize("value", [0, -1, MAX_BATCH_SIZE + 1, 10**9, "big", 2.5, True])
+@pytest.mark.parametrize("value", [0, -1, MAX_BATCH_SIZE + 1, 10**9, "big", 2.5, True, float("inf")])
 def test_batch_size_is_bounded(value: object) -> None:
     with pytest.raises(CampaignConfigError, match=r"^batch_size must be"):
         parse_conf(conf(batch_size=value))
 
 
-@pytest.mark.parametrize("value", ["many", "12.5", 12.5, -1, [3], True, False])
+@pytest.mark.parametrize("value", ["many", "12.5", 12.5, -1, [3], True, False, float("inf"), float("-inf")])
 def test_confirm_recipients_must_be_a_whole_number(value: object) -> None:
     with pytest.raises(CampaignConfigError, match=r"^confirm_recipients must be"):
         parse_conf(conf(confirm_recipients=value))
@@ -190,7 +190,7 @@ def test_confirm_recipients_zero_is_a_real_confirmation() -> None:
     assert parse_conf(conf(confirm_recipients=0)).confirm_recipients == 0
 
 
-@pytest.mark.parametrize("value", [-1, "x"])
+@pytest.mark.parametrize("value", [-1, "x", float("inf")])  # YAML's .inf, for "no cap"
 def test_max_recipients_is_checked(value: object) -> None:
     with pytest.raises(CampaignConfigError, match=r"^max_recipients must be"):
         parse_conf(conf(max_recipients=value))
