@@ -108,6 +108,10 @@ def _segment_function_available(conn: psycopg.Connection) -> bool:
     return bool(row and row[0])
 
 
+def _session_settings(conn: psycopg.Connection) -> set[tuple[str, str]]:
+    return set(conn.execute("SELECT name, setting FROM pg_settings WHERE source = 'session'").fetchall())
+
+
 def _fill_from_query(conn: psycopg.Connection, query: str, params: dict[str, Any], *,
                      timeout_ms: int, label: str) -> int:
     """Run a segment query read-only and copy its member ids into pp_audience; return how many."""
@@ -125,6 +129,7 @@ def _fill_from_query(conn: psycopg.Connection, query: str, params: dict[str, Any
             conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(int(timeout_ms))))
             if _segment_role_usable(conn):
                 conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(SEGMENT_ROLE)))
+            settings = _session_settings(conn)
             # binary=True forces the extended query protocol, which accepts a single statement only:
             # "...) AS s; COMMIT; DELETE ..." cannot escape the sub-select and its read-only transaction.
             probe = sql.SQL("SELECT * FROM ({}) AS segment LIMIT 0").format(body)
@@ -149,6 +154,13 @@ def _fill_from_query(conn: psycopg.Connection, query: str, params: dict[str, Any
                     bound,
                     binary=True,
                 )
+            # set_config(name, value, false) outlives the transaction (and a SECURITY DEFINER function):
+            # a changed search_path or statement_timeout would follow into the resolution on this
+            # connection. Raising here rolls the transaction back, and the changes with it.
+            changed = sorted({name for name, _ in _session_settings(conn) ^ settings})
+            if changed:
+                raise AudienceError(f"{label} changes settings ({', '.join(changed)}): "
+                                    "only a single read-only SELECT is allowed")
         return cur.rowcount
     except AudienceError:
         raise

@@ -4,7 +4,8 @@
 -- member with several passes once per pass: `chosen` below reduces those to one row.
 -- Every requested member gets exactly one row: PENDING (to send, with a batch number),
 -- HELD_OUT (the campaign's random, reproducible holdout share of the eligible members) or
--- SKIPPED with the first reason that applies. {rendered} is the compiled message template.
+-- SKIPPED with the first reason that applies. The slot named "rendered" below is the compiled message
+-- template (never name a slot in a comment: a message with a line break would end the comment).
 -- Records each batch's range of member ids. Returns the rows written, counted by status, reason and
 -- wallet.
 WITH joined AS (
@@ -15,12 +16,17 @@ WITH joined AS (
            p.status              AS pass_status,
            p.opted_out,
            p.last_updated,
-           p.status = 'ACTIVE' AND NOT p.opted_out AS sendable,
+           -- statuses as loyalty data spells them ('active', ' ACTIVE '); NULL is not active, and no
+           -- flag is NULL here: DESC would sort an unknown before a true
+           coalesce(upper(btrim(p.status)) = 'ACTIVE', false) AND p.opted_out IS NOT TRUE AS sendable,
            p.points_balance,
            -- unknown zones fall back to the program's; a hashed look-up, not a join, so that the planner
            -- keeps its row estimates (joined to pg_timezone_names, which has no statistics, it expected
            -- five times the rows and compiled the statement with JIT for half a second)
            CASE WHEN u.timezone IN (SELECT name FROM pg_timezone_names) THEN u.timezone
+                -- PostgreSQL reads zone names case-insensitively: 'asia/tokyo', ' Asia/Tokyo ' are Tokyo
+                WHEN lower(btrim(u.timezone)) IN (SELECT lower(name) FROM pg_timezone_names)
+                    THEN btrim(u.timezone)
                 ELSE %(program_timezone)s END AS timezone,
            CASE WHEN p.id IS NOT NULL THEN {rendered} END AS rendered
     FROM pp_audience r
@@ -34,7 +40,7 @@ WITH joined AS (
 ranked AS (
     SELECT j.*,
            row_number() OVER (PARTITION BY j.passkit_id COLLATE "C"
-                              ORDER BY j.sendable DESC, j.last_updated DESC, j.member_id COLLATE "C", j.pass_id)
+                              ORDER BY j.sendable DESC, j.last_updated DESC NULLS LAST, j.member_id COLLATE "C", j.pass_id)
                AS passkit_rank
     FROM joined j
 ),
@@ -44,7 +50,7 @@ classified AS (
            j.timezone, j.rendered, j.passkit_rank,
         CASE
             WHEN j.pass_id IS NULL THEN 'unknown_member'
-            WHEN j.pass_status <> 'ACTIVE' THEN 'inactive_pass'
+            WHEN upper(btrim(j.pass_status)) IS DISTINCT FROM 'ACTIVE' THEN 'inactive_pass'
             WHEN j.opted_out THEN 'opted_out'
             WHEN j.passkit_id IS NULL OR j.passkit_id = '' THEN 'no_passkit_id'
             WHEN j.passkit_rank > 1 THEN 'duplicate_pass'
@@ -88,7 +94,7 @@ classified AS (
 chosen AS (
     SELECT DISTINCT ON (c.member_id COLLATE "C") c.*
     FROM classified c
-    ORDER BY c.member_id COLLATE "C", c.sendable DESC, c.last_updated DESC, c.pass_id, c.passkit_rank
+    ORDER BY c.member_id COLLATE "C", c.sendable DESC, c.last_updated DESC NULLS LAST, c.pass_id, c.passkit_rank
 ),
 -- Batches in member order: a batch is the next batch_size members of the audience in that order and
 -- holds those of them the campaign sends to (fewer where some are skipped). seq is the member's place,
@@ -97,7 +103,7 @@ chosen AS (
 -- was sorted by, so the rows are sorted once.
 numbered AS (
     SELECT ch.*,
-           row_number() OVER (ORDER BY ch.member_id COLLATE "C", ch.sendable DESC, ch.last_updated DESC,
+           row_number() OVER (ORDER BY ch.member_id COLLATE "C", ch.sendable DESC, ch.last_updated DESC NULLS LAST,
                                        ch.pass_id, ch.passkit_rank) AS seq
     FROM chosen ch
 ),

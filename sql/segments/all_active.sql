@@ -3,4 +3,4 @@
 SELECT p.external_id AS member_id
 FROM passes_master p
 WHERE p.program_id = %(program_id)s
-  AND p.status = 'ACTIVE'
+  AND upper(btrim(p.status)) = 'ACTIVE'

@@ -331,6 +331,65 @@ def test_a_member_with_several_passes_is_reached_on_one(db: psycopg.Connection, 
                        (loyalty.program_id, retired))
 
 
+@contextmanager
+def nullable_pass_columns(db: psycopg.Connection) -> Iterator[None]:
+    """passes_master whose status and last_updated may be NULL, as production's may; restored after."""
+    db.execute("ALTER TABLE passes_master ALTER COLUMN status DROP NOT NULL,"
+               " ALTER COLUMN last_updated DROP NOT NULL")
+    try:
+        yield
+    finally:
+        db.execute("ALTER TABLE passes_master ALTER COLUMN status SET NOT NULL,"
+                   " ALTER COLUMN last_updated SET NOT NULL")
+
+
+@pytest.mark.parametrize("spelling", ["active", "Active", " ACTIVE "])
+def test_an_active_status_in_another_case_or_padded_is_active(db: psycopg.Connection, loyalty: SeededProgram,
+                                                              spelling: str) -> None:
+    member = eligible_ids(db, loyalty)[0]
+    set_pass(db, loyalty, member, status=spelling)
+    try:
+        everyone, _ = resolve(db, loyalty)
+        listed, _ = resolve(db, loyalty, audience="sql", sql=f"SELECT '{member}' AS member_id")
+        assert outcome(recipients(db, everyone)).get(member) == ("PENDING", None)
+        assert outcome(recipients(db, listed)) == {member: ("PENDING", None)}
+    finally:
+        set_pass(db, loyalty, member, status="ACTIVE")
+
+
+def test_a_pass_without_a_status_is_not_sent_to(db: psycopg.Connection, loyalty: SeededProgram) -> None:
+    member = eligible_ids(db, loyalty)[0]
+    with nullable_pass_columns(db):
+        set_pass(db, loyalty, member, status=None)
+        try:
+            campaign_id, preview = resolve(db, loyalty, audience="sql", sql=f"SELECT '{member}' AS member_id")
+            assert outcome(recipients(db, campaign_id)) == {member: ("SKIPPED", "inactive_pass")}
+            assert preview.eligible == 0
+        finally:
+            set_pass(db, loyalty, member, status="ACTIVE")
+
+
+def test_unknown_status_or_update_time_never_wins_the_choice_of_pass(db: psycopg.Connection,
+                                                                     loyalty: SeededProgram) -> None:
+    """A reissued card: the old pass without a status (or without an update time) must not be the one
+    reached in place of the member's ACTIVE, most recently updated pass."""
+    no_status, no_time = eligible_ids(db, loyalty)[:2]
+    copy = ("INSERT INTO passes_master (program_id, user_id, external_id, passkit_internal_id, status, wallet,"
+            " last_updated) SELECT program_id, user_id, external_id, passkit_internal_id || '-old', %s, wallet,"
+            " %s FROM passes_master WHERE program_id = %s AND external_id = %s")
+    with several_passes_per_member(db), nullable_pass_columns(db):
+        try:
+            db.execute(copy, (None, datetime.now().astimezone() + timedelta(days=1), loyalty.program_id, no_status))
+            db.execute(copy, ("ACTIVE", None, loyalty.program_id, no_time))
+            campaign_id, _ = resolve(db, loyalty)
+            rows = recipients(db, campaign_id)
+            assert not rows[no_status].passkit_id.endswith("-old")
+            assert not rows[no_time].passkit_id.endswith("-old")
+        finally:
+            db.execute("DELETE FROM passes_master WHERE program_id = %s AND passkit_internal_id LIKE '%%-old'",
+                       (loyalty.program_id,))
+
+
 @pytest.mark.parametrize("conf", [{"audience": "all_active"},
                                   {"audience": "segment", "segment": "whale", "segment_params": {"min_points": 0}}],
                          ids=["all_active", "whale"])
@@ -496,6 +555,22 @@ def test_each_suppression_reason(db: psycopg.Connection, loyalty: SeededProgram,
     assert preview.duplicates_in_input == 1
     assert preview.targeted == 12 and preview.eligible == 4
     assert campaigns.get_campaign(db, campaign_id)["skipped_count"] == 8
+
+
+@pytest.mark.parametrize("spelling", ["Asia/Tokyo", "asia/tokyo", " Asia/Tokyo ", "ASIA/TOKYO"])
+def test_a_members_time_zone_is_kept_however_it_is_spelled(db: psycopg.Connection, loyalty: SeededProgram,
+                                                           spelling: str) -> None:
+    """PostgreSQL reads zone names case-insensitively; the member lives in Tokyo, not in the program's zone."""
+    member = eligible_ids(db, loyalty)[0]
+    db.execute("UPDATE users SET timezone = %s WHERE id = (SELECT user_id FROM passes_master"
+               " WHERE program_id = %s AND external_id = %s)", (spelling, loyalty.program_id, member))
+    campaign_id, _ = resolve(db, loyalty, audience="sql", sql=f"SELECT '{member}' AS member_id")
+    zone = db.execute("SELECT timezone FROM push_campaign_recipients WHERE campaign_id = %s",
+                      (campaign_id,)).fetchone()[0]
+    # 20:00 UTC: noon in Los Angeles (the program's zone), 05:00 in Tokyo
+    asleep = db.execute("SELECT passpush_in_quiet_hours('2026-11-25 20:00+00', %s, '21:00', '09:00')",
+                        (zone,)).fetchone()[0]
+    assert asleep, zone
 
 
 def test_frequency_cap_follows_the_campaign_setting(db: psycopg.Connection, loyalty: SeededProgram) -> None:
@@ -752,6 +827,24 @@ def test_segment_limits_do_not_outlive_the_segment_query(migrated_database_url: 
 # ---- custom SQL is contained ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(("setting", "value"), [("search_path", "pg_temp"), ("statement_timeout", "200"),
+                                              ("default_transaction_read_only", "on")])
+def test_custom_sql_that_changes_session_settings_is_refused_and_they_are_undone(
+        migrated_database_url: str, loyalty: SeededProgram, setting: str, value: str) -> None:
+    """set_config(..., false) outlives the segment's transaction and its SECURITY DEFINER function: it
+    would change how the resolution that follows on the same connection reads the tables."""
+    query = f"SELECT external_id AS member_id FROM passes_master WHERE set_config('{setting}', '{value}', false) > ''"
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        before = conn.execute(f"SHOW {setting}").fetchone()
+        campaign_id = create(conn, loyalty, audience="sql", sql=query)
+
+        with pytest.raises(AudienceError, match=rf"the custom segment SQL changes settings \({setting}\)"):
+            audience.resolve(conn, campaign_id)
+
+        assert conn.execute(f"SHOW {setting}").fetchone() == before
+        assert row_count(conn, campaign_id) == 0
+
+
 @pytest.mark.parametrize(
     ("query", "error"),
     [
@@ -788,6 +881,24 @@ def test_custom_sql_refusals_leave_no_rows_and_no_damage(db: psycopg.Connection,
     assert members(db, loyalty.program_id) == before
 
 
+@pytest.mark.parametrize("query", [
+    "SELECT external_id AS member_id FROM passes_master WHERE lo_create(0) > 0",
+    "SELECT lo_from_bytea(0, 'kept')::text AS member_id",
+])
+def test_custom_sql_that_writes_large_objects_is_refused_and_leaves_none(db: psycopg.Connection,
+                                                                        loyalty: SeededProgram, query: str) -> None:
+    """A READ ONLY transaction still lets lo_create() and friends write; the segment must not."""
+    count = "SELECT count(*) FROM pg_largeobject_metadata"
+    before = db.execute(count).fetchone()[0]
+    campaign_id = create(db, loyalty, audience="sql", sql=query)
+
+    with pytest.raises(AudienceError, match="tries to write"):
+        audience.resolve(db, campaign_id)
+
+    assert row_count(db, campaign_id) == 0
+    assert db.execute(count).fetchone()[0] == before
+
+
 def test_slow_custom_sql_is_cancelled(db: psycopg.Connection, loyalty: SeededProgram,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(audience, "DEFAULT_SQL_TIMEOUT_MS", 300)
@@ -804,6 +915,21 @@ def test_slow_custom_sql_is_cancelled(db: psycopg.Connection, loyalty: SeededPro
 
 
 # ---- messages that render too long ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("message", ["Double points this weekend!\nShow your card, {first_name|friend}",
+                                     "Hi {first_name|there},\r\n{points} points waiting",
+                                     "{points} points\nEXPLAIN ANALYZE --"])
+def test_a_message_on_several_lines_is_rendered_as_text(db: psycopg.Connection, loyalty: SeededProgram,
+                                                        message: str) -> None:
+    member = eligible_ids(db, loyalty)[0]
+    campaign_id, preview = resolve(db, loyalty, audience="sql", sql=f"SELECT '{member}' AS member_id",
+                                   message=message)
+    everyone = members(db, loyalty.program_id)
+    expected = parse_template(message).render({"points": everyone[member]["points_balance"],
+                                                "first_name": everyone[member]["first_name"]})
+    assert recipients(db, campaign_id)[member].rendered == expected
+    assert preview.eligible == 1
 
 
 def test_message_too_long_for_one_member_names_them_and_leaves_no_rows(db: psycopg.Connection,
