@@ -55,11 +55,14 @@ def _coerce(segment: str, param: SegmentParam, value: Any) -> Any:
         if param.type == "int":
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError(value)
-            return int(value)
+            return _not_negative(segment, param, int(value))
         if param.type == "float":
             return float(value)
         if param.type == "list":
-            items = value.split(",") if isinstance(value, str) else list(value)
+            # list() of a dict is its keys ({"90210": 1} -> ["90210"]): only a string or a list is a list
+            items = value.split(",") if isinstance(value, str) else value
+            if not isinstance(items, list | tuple) or not all(_is_list_item(v) for v in items):
+                raise TypeError(value)
             cleaned = [str(v).strip() for v in items if str(v).strip()]
             if not cleaned:
                 raise ValueError(value)
@@ -69,6 +72,19 @@ def _coerce(segment: str, param: SegmentParam, value: Any) -> Any:
         raise CampaignConfigError(
             f"segment {segment!r} parameter {param.name!r} must be a {param.type}, got {value!r}"
         ) from err
+
+
+def _not_negative(segment: str, param: SegmentParam, number: int) -> int:
+    # Every int parameter is a count (days, points): a negative one turns the segment inside out,
+    # e.g. slumber with days -5 selects every active member.
+    if number < 0:
+        raise CampaignConfigError(f"segment {segment!r} parameter {param.name!r} must be 0 or more, got {number}")
+    return number
+
+
+def _is_list_item(value: Any) -> bool:
+    """A ZIP code or id: text or a whole number, never null, a flag or a nested object."""
+    return isinstance(value, str | int) and not isinstance(value, bool)
 
 
 def _parse(text: str, fallback_name: str) -> Segment:

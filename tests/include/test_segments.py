@@ -127,12 +127,36 @@ def test_bind_refuses_an_unknown_parameter_and_lists_the_known_ones() -> None:
         ("local", {"zips": " , "}),
         ("local", {"zips": []}),
         ("local", {"zips": 90210}),
+        ("local", {"zips": {"90210": 1}}),  # not its keys
+        ("local", {"zips": ["90210", None]}),
+        ("local", {"zips": [["90210"]]}),
+        ("local", {"zips": [True]}),
     ],
 )
 def test_bind_refuses_a_bad_type_naming_the_parameter(segment: str, given: dict[str, object]) -> None:
     name = next(iter(given))
     with pytest.raises(CampaignConfigError, match=rf"segment '{segment}' parameter '{name}' must be a "):
         get_segment(segment).bind(given)
+
+
+@pytest.mark.parametrize(
+    ("segment", "given"),
+    [
+        ("slumber", {"days": -5}),  # would select every active member
+        ("slumber", {"days": "-1"}),
+        ("slumber", {"days": -1.0}),
+        ("whale", {"min_points": -500}),
+    ],
+)
+def test_bind_refuses_a_negative_count_naming_the_parameter(segment: str, given: dict[str, object]) -> None:
+    name = next(iter(given))
+    with pytest.raises(CampaignConfigError, match=rf"^segment '{segment}' parameter '{name}' must be 0 or more, got -"):
+        get_segment(segment).bind(given)
+
+
+def test_bind_accepts_zero() -> None:
+    assert get_segment("slumber").bind({"days": 0}) == {"days": 0}
+    assert get_segment("whale").bind({"min_points": "0"}) == {"min_points": 0}
 
 
 def test_bind_does_not_change_the_given_params() -> None:

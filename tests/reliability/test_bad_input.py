@@ -189,6 +189,8 @@ CONF_CASES: dict[str, tuple[dict[str, Any], str]] = {
     "csv_without_path": ({"audience": "csv", "csv_path": " "}, "needs csv_path"),
     "param_injection": ({"audience": "segment", "segment": "slumber", "segment_params": {"days": "30; DROP TABLE"}},
                         "parameter 'days' must be a int"),
+    "negative_param": ({"audience": "segment", "segment": "slumber", "segment_params": {"days": -5}},
+                       "parameter 'days' must be 0 or more"),
     "param_retargets_program": ({"audience": "segment", "segment": "whale",
                                  "segment_params": {"program_id": str(uuid.uuid4())}}, "has no parameter program_id"),
     "negative_confirmation": ({"confirm_recipients": -1}, "confirm_recipients must be at least 0"),
