@@ -140,10 +140,21 @@ def _test_recipients(conf: dict[str, Any]) -> tuple[str, ...]:
         value = [v for v in value.replace("\n", ",").split(",")]
     if not isinstance(value, list | tuple):
         raise CampaignConfigError(f"test_recipients must be a list of member ids, got {value!r}")
+    for entry in value:
+        _check_test_recipient(entry)
     ids = tuple(dict.fromkeys(str(v).strip() for v in value if str(v).strip()))
     if len(ids) > 100:
         raise CampaignConfigError(f"test_recipients has {len(ids)} members; a test send is for at most 100")
     return ids
+
+
+def _check_test_recipient(entry: Any) -> None:
+    # Ids stay free text like passes_master.external_id: the CSV rules (VALID_ID) guard spreadsheet
+    # exports, not ids typed here. But str() would make null the id "None" and a float "1.0".
+    if isinstance(entry, bool) or not isinstance(entry, str | int):
+        raise CampaignConfigError(f"test_recipients must hold member ids (text or whole numbers), got {entry!r}")
+    if isinstance(entry, str) and "\x00" in entry:  # PostgreSQL text cannot hold NUL
+        raise CampaignConfigError(f"test_recipients: member id {entry!r} contains a NUL character (\\x00)")
 
 
 def _recurring_key(conf: dict[str, Any]) -> str | None:

@@ -214,6 +214,23 @@ def test_dry_run_accepts_booleans_and_their_words(value: object, expected: bool)
     assert parse_conf(conf(dry_run=value)).dry_run is expected
 
 
+def test_test_recipients_are_trimmed_and_deduplicated() -> None:
+    spec = parse_conf(conf(test_recipients=[" CUST-1 ", 42, "CUST-1", "", "id with space"]))
+    assert spec.test_recipients == ("CUST-1", "42", "id with space")
+    assert parse_conf(conf(test_recipients="CUST-1, CUST-2\nCUST-3,")).test_recipients == ("CUST-1", "CUST-2", "CUST-3")
+
+
+@pytest.mark.parametrize("entry", [None, 1.0, True, ["CUST-1"], {"id": "CUST-1"}])
+def test_test_recipients_refuse_an_entry_that_is_not_an_id(entry: object) -> None:
+    with pytest.raises(CampaignConfigError, match=r"^test_recipients must hold member ids .*got"):
+        parse_conf(conf(test_recipients=["CUST-1", entry]))
+
+
+def test_test_recipients_refuse_a_nul_character() -> None:
+    with pytest.raises(CampaignConfigError, match=r"^test_recipients: member id .* contains a NUL character"):
+        parse_conf(conf(test_recipients=["CUST\x001"]))
+
+
 def test_every_refusal_is_a_passpush_error_and_no_conf_is_mutated() -> None:
     given = conf(audience="segment", segment="whale", segment_params={"min_points": "700"})
     snapshot = {**given, "segment_params": dict(given["segment_params"])}

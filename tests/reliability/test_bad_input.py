@@ -196,6 +196,7 @@ CONF_CASES: dict[str, tuple[dict[str, Any], str]] = {
     "negative_confirmation": ({"confirm_recipients": -1}, "confirm_recipients must be at least 0"),
     "absurd_holdout": ({"holdout_percent": 90}, "holdout_percent must be between 0 and 50"),
     "no_name": ({"name": " "}, "name is empty"),
+    "null_test_recipient": ({"test_recipients": ["CUST-0000001", None]}, "test_recipients must hold member ids"),
 }
 
 
