@@ -111,6 +111,9 @@ def parse_template(source: str | None) -> Template:
     """Parse and validate a template; raise MessageError naming the culprit."""
     if source is None or not source.strip():
         raise MessageError("the message is empty: write the text members should see on their lock screen")
+    if "\x00" in source:  # the one character PostgreSQL text cannot store; other control characters it can
+        raise MessageError(f"the message contains a NUL character (\\x00) at position {source.index(chr(0)) + 1}: "
+                           "PostgreSQL cannot store it, remove it")
     parts: list[Part] = []
     position = 0
     for match in _TOKEN.finditer(source):

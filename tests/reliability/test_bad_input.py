@@ -169,6 +169,7 @@ CONF_CASES: dict[str, tuple[dict[str, Any], str]] = {
     "unknown_placeholder": ({"message": "Hi {frist_name}!"}, r"unknown placeholder \{frist_name\}"),
     "empty_message": ({"message": "   "}, "the message is empty"),
     "no_message": ({"message": None}, "the message is empty"),
+    "nul_in_message": ({"message": "Hi\x00 {points}"}, r"the message contains a NUL character \(\\x00\)"),
     "too_long": ({"message": "x" * 161}, "161 characters before personalisation, over the limit of 160"),
     "absurd_length_limit": ({"max_message_length": 1_000_000}, "max_message_length must be between 1 and 2000"),
     "unknown_program": ({"program_id": str(uuid.uuid4())}, "unknown program"),
