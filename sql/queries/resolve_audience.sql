@@ -52,7 +52,8 @@ classified AS (
             WHEN j.pass_id IS NULL THEN 'unknown_member'
             WHEN upper(btrim(j.pass_status)) IS DISTINCT FROM 'ACTIVE' THEN 'inactive_pass'
             WHEN j.opted_out THEN 'opted_out'
-            WHEN j.passkit_id IS NULL OR j.passkit_id = '' THEN 'no_passkit_id'
+            -- a blank id ('  ', a padded export) is none either: PassKit answers 404
+            WHEN j.passkit_id IS NULL OR btrim(j.passkit_id, E' \t\r\n') = '' THEN 'no_passkit_id'
             WHEN j.passkit_rank > 1 THEN 'duplicate_pass'
             -- any delivery within the cap is one when the latest is (this campaign has none yet:
             -- passpush.audience never resolves a campaign again once it has sent)

@@ -84,7 +84,7 @@ def reason_for(member: dict[str, Any] | None) -> str | None:
         return "inactive_pass"
     if member["opted_out"]:
         return "opted_out"
-    if not member["passkit_internal_id"]:
+    if not (member["passkit_internal_id"] or "").strip(" \t\r\n"):
         return "no_passkit_id"
     return None
 
@@ -531,7 +531,9 @@ def test_each_suppression_reason(db: psycopg.Connection, loyalty: SeededProgram,
     sent_before(db, loyalty, e[9], hours_ago=1, status="FAILED")  # only deliveries count
     # An inactive pass that is also opted out reports the first reason that applies.
     set_pass(db, loyalty, e[10], status="DELETED", opted_out=True, passkit_internal_id=None)
-    ids = [e[0], *e[1:11], "NOPE-1", e[0]]
+    set_pass(db, loyalty, e[11], passkit_internal_id="  ")  # blank is no id: PassKit would answer 404
+    set_pass(db, loyalty, e[12], passkit_internal_id="\t\r\n")
+    ids = [e[0], *e[1:13], "NOPE-1", e[0]]
 
     campaign_id, preview = resolve(db, loyalty, audience="csv", csv_path=write_csv(uploads, ids))
 
@@ -547,14 +549,16 @@ def test_each_suppression_reason(db: psycopg.Connection, loyalty: SeededProgram,
         e[8]: ("PENDING", None),
         e[9]: ("PENDING", None),
         e[10]: ("SKIPPED", "inactive_pass"),
+        e[11]: ("SKIPPED", "no_passkit_id"),
+        e[12]: ("SKIPPED", "no_passkit_id"),
         "NOPE-1": ("SKIPPED", "unknown_member"),
     }
-    assert preview.skipped == {"inactive_pass": 2, "opted_out": 1, "no_passkit_id": 2, "duplicate_pass": 1,
+    assert preview.skipped == {"inactive_pass": 2, "opted_out": 1, "no_passkit_id": 4, "duplicate_pass": 1,
                                "frequency_cap": 1, "unknown_member": 1}
     assert preview.unknown_sample == ["NOPE-1"]
     assert preview.duplicates_in_input == 1
-    assert preview.targeted == 12 and preview.eligible == 4
-    assert campaigns.get_campaign(db, campaign_id)["skipped_count"] == 8
+    assert preview.targeted == 14 and preview.eligible == 4
+    assert campaigns.get_campaign(db, campaign_id)["skipped_count"] == 10
 
 
 @pytest.mark.parametrize("spelling", ["Asia/Tokyo", "asia/tokyo", " Asia/Tokyo ", "ASIA/TOKYO"])
