@@ -92,6 +92,16 @@ class CampaignSpec:
         return asdict(self)
 
 
+def _given(conf: dict[str, Any], key: str, default: Any) -> Any:
+    """The key's value, or the default when it is missing, null or "" (an empty form field).
+
+    Not any falsy value: false, 0, [] or {} in a text or list key is a value of the wrong shape, and
+    `or default` read audience false as all_active, every member, and test_recipients 0 as no test send.
+    """
+    value = conf.get(key)
+    return default if value is None or value == "" else value
+
+
 def _int(conf: dict[str, Any], key: str, *, minimum: int, maximum: int | None = None) -> int | None:
     value = conf.get(key)
     if value is None or value == "":
@@ -135,7 +145,7 @@ def _bool(conf: dict[str, Any], key: str, default: bool) -> bool:
 
 
 def _test_recipients(conf: dict[str, Any]) -> tuple[str, ...]:
-    value = conf.get("test_recipients") or ()
+    value = _given(conf, "test_recipients", ())
     if isinstance(value, str):
         value = [v for v in value.replace("\n", ",").split(",")]
     if not isinstance(value, list | tuple):
@@ -167,11 +177,11 @@ def _recurring_key(conf: dict[str, Any]) -> str | None:
 
 
 def _quiet_hours(conf: dict[str, Any]) -> dict[str, Any]:
-    policy = conf.get("quiet_hours_policy") or "wait"
+    policy = _given(conf, "quiet_hours_policy", "wait")
     if policy not in POLICIES:
         raise CampaignConfigError(f"quiet_hours_policy must be one of {', '.join(POLICIES)}, got {policy!r}")
-    start = conf.get("quiet_hours_start") or DEFAULT_START
-    end = conf.get("quiet_hours_end") or DEFAULT_END
+    start = _given(conf, "quiet_hours_start", DEFAULT_START)
+    end = _given(conf, "quiet_hours_end", DEFAULT_END)
     parse_clock(start, "quiet_hours_start")
     parse_clock(end, "quiet_hours_end")
     return {"quiet_hours": _bool(conf, "quiet_hours", QUIET_HOURS_BY_DEFAULT), "quiet_hours_start": start,
@@ -189,7 +199,7 @@ def _program_id(conf: dict[str, Any]) -> str:
 
 
 def _audience(conf: dict[str, Any]) -> dict[str, Any]:
-    audience = conf.get("audience") or "all_active"
+    audience = _given(conf, "audience", "all_active")
     if audience not in AUDIENCES:
         raise CampaignConfigError(f"unknown audience {audience!r}; choose one of {', '.join(AUDIENCES)}")
     out: dict[str, Any] = {"audience": audience, "segment_params": {}}
@@ -219,7 +229,10 @@ def _audience(conf: dict[str, Any]) -> dict[str, Any]:
 
 def parse_conf(conf: dict[str, Any]) -> CampaignSpec:
     """Validate a trigger conf and return the campaign it describes."""
-    name = str(conf.get("name") or "").strip()
+    name = _given(conf, "name", "")
+    if not isinstance(name, str):  # str() made a list ["Weekend"] the history name "['Weekend']"
+        raise CampaignConfigError(f"name must be text, got {name!r}")
+    name = name.strip()
     if not name:
         raise CampaignConfigError("name is empty: give the campaign a name people will recognise in the history")
     max_length = _int(conf, "max_message_length", minimum=1, maximum=2000) or DEFAULT_MAX_LENGTH

@@ -74,6 +74,12 @@ def test_name_is_required(name: object) -> None:
         parse_conf(conf(name=name))
 
 
+@pytest.mark.parametrize("name", [["Weekend"], {"en": "Weekend"}, True, 12])
+def test_name_must_be_text(name: object) -> None:
+    with pytest.raises(CampaignConfigError, match=r"^name must be text, got"):
+        parse_conf(conf(name=name))
+
+
 @pytest.mark.parametrize("program_id", [_DROP, None, "", "program-1", 42, "7b0c6a3e-5d0f-4f5e-9a37"])
 def test_program_id_must_be_a_uuid(program_id: object) -> None:
     with pytest.raises(CampaignConfigError, match=r"^program_id must be the UUID .*got"):
@@ -229,6 +235,33 @@ def test_test_recipients_refuse_an_entry_that_is_not_an_id(entry: object) -> Non
 def test_test_recipients_refuse_a_nul_character() -> None:
     with pytest.raises(CampaignConfigError, match=r"^test_recipients: member id .* contains a NUL character"):
         parse_conf(conf(test_recipients=["CUST\x001"]))
+
+
+@pytest.mark.parametrize(("key", "value", "error"), [
+    ("audience", False, r"^unknown audience False"),  # was all_active: every member
+    ("audience", 0, r"^unknown audience 0"),
+    ("audience", [], r"^unknown audience \[\]"),
+    ("audience", {}, r"^unknown audience \{\}"),
+    ("test_recipients", 0, r"^test_recipients must be a list"),  # was no test send: the whole audience
+    ("test_recipients", False, r"^test_recipients must be a list"),
+    ("test_recipients", {}, r"^test_recipients must be a list"),
+    ("quiet_hours_policy", False, r"^quiet_hours_policy must be one of wait, skip"),
+    ("quiet_hours_policy", [], r"^quiet_hours_policy must be one of wait, skip"),
+    ("quiet_hours_start", 0, r"^quiet_hours_start must be a local time"),
+    ("quiet_hours_end", [], r"^quiet_hours_end must be a local time"),
+])
+def test_a_falsy_value_of_the_wrong_shape_is_not_the_default(key: str, value: object, error: str) -> None:
+    with pytest.raises(CampaignConfigError, match=error):
+        parse_conf(conf(**{key: value}))
+
+
+def test_only_null_and_empty_text_mean_the_default() -> None:
+    for empty in (None, ""):
+        spec = parse_conf(conf(audience=empty, test_recipients=empty, quiet_hours_policy=empty,
+                               quiet_hours_start=empty, quiet_hours_end=empty))
+        assert (spec.audience, spec.test_recipients, spec.quiet_hours_policy) == ("all_active", (), "wait")
+        assert (spec.quiet_hours_start, spec.quiet_hours_end) == ("21:00", "09:00")
+    assert parse_conf(conf(test_recipients=[])).test_recipients == ()
 
 
 def test_every_refusal_is_a_passpush_error_and_no_conf_is_mutated() -> None:
