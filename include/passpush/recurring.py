@@ -129,7 +129,8 @@ def _parse_entry(path: Path, node: yaml.Node, entry: Any) -> RecurringCampaign:
         schedule=entry["schedule"], timezone=str(entry.get("timezone", "UTC")), message=entry.get("message"),
         segment=segment, segment_params=dict(audience.get("params") or {}),
         max_recipients=entry.get("max_recipients"), cooldown_days=entry.get("cooldown_days", DEFAULT_COOLDOWN_DAYS),
-        holdout_percent=entry.get("holdout_percent", DEFAULT_HOLDOUT_PERCENT), enabled=bool(entry.get("enabled", True)),
+        holdout_percent=entry.get("holdout_percent", DEFAULT_HOLDOUT_PERCENT),
+        enabled=_enabled(path, nodes.get("enabled", node), entry.get("enabled", True)),
         batch_size=entry.get("batch_size", 1000), rate_limit_per_second=entry.get("rate_limit_per_second"),
         quiet_hours=entry.get("quiet_hours", True),
         quiet_hours_start=str(entry.get("quiet_hours_start", DEFAULT_START)),
@@ -138,6 +139,15 @@ def _parse_entry(path: Path, node: yaml.Node, entry: Any) -> RecurringCampaign:
     )
     _validate_as_conf(path, node, campaign)
     return campaign
+
+
+def _enabled(path: Path, node: yaml.Node, value: Any) -> bool:
+    # bool("false") is True: a quoted "false" made the campaign live, scheduled and sending for real
+    if isinstance(value, str) and value.lower() in {"true", "false"}:
+        return value.lower() == "true"
+    if not isinstance(value, bool):
+        raise _fail(path, node, f"enabled must be true or false, got {value!r}")
+    return value
 
 
 def _validate_as_conf(path: Path, node: yaml.Node, campaign: RecurringCampaign) -> None:

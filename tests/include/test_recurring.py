@@ -68,6 +68,8 @@ def test_good_file(tmp_path: Path) -> None:
     (("holdout_percent: 5", "holdout_prcent: 5"), 16, "unknown field"),
     (("holdout_percent: 5", "quiet_hours_end: \"breakfast\""), 10, "quiet_hours_end"),
     (("name: whales_monthly", "name: slumber_winback"), 10, "used twice"),
+    (("holdout_percent: 5", "enabled: \"no\""), 16, "enabled must be true or false, got 'no'"),
+    (("holdout_percent: 5", "enabled:"), 16, "enabled must be true or false, got None"),
 ])
 def test_bad_file_names_file_line_and_problem(tmp_path: Path, change: tuple[str, str], line: int,
                                               words: str) -> None:
@@ -76,6 +78,14 @@ def test_bad_file_names_file_line_and_problem(tmp_path: Path, change: tuple[str,
         load_recurring(path)
     assert f"{path}:{line}:" in str(err.value)
     assert words in str(err.value)
+
+
+@pytest.mark.parametrize(("enabled", "live"), [("\"false\"", False), ("\"False\"", False), ("false", False),
+                                             ("\"true\"", True), ("true", True)])
+def test_enabled_as_quoted_text_means_what_it_says(tmp_path: Path, enabled: str, live: bool) -> None:
+    _, second = load_recurring(_write(tmp_path, GOOD + f"    enabled: {enabled}\n"))
+    assert second.live is live
+    assert second.conf()["dry_run"] is not live
 
 
 def test_invalid_yaml_is_refused(tmp_path: Path) -> None:
