@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
@@ -65,12 +66,30 @@ def _strip_sql(query: str) -> str:
     return stripped
 
 
-def _create_audience_table(conn: psycopg.Connection) -> None:
+# A transaction-mode pooler (Supabase's pooler on port 6543, PgBouncer pool_mode=transaction) runs each
+# transaction on whichever server session is free: pp_audience is missing there, or another resolution's.
+SESSION_LOST = ("the audience table was filled in one database session and read in another: loyalty_db goes "
+                "through a transaction-mode pooler (Supabase's pooler on port 6543, PgBouncer pool_mode="
+                "transaction). passpush needs session mode (Supabase's pooler on port 5432) or a direct connection")
+
+
+def _create_audience_table(conn: psycopg.Connection) -> str:
+    """Create this session's pp_audience; return the token (its comment) that tells it from another's."""
+    token = uuid.uuid4().hex
     with conn.transaction():
         conn.execute("DROP TABLE IF EXISTS pp_audience")
         conn.execute("CREATE TEMP TABLE pp_audience (member_id text NOT NULL)")
+        conn.execute(sql.SQL("COMMENT ON TABLE pp_audience IS {}").format(sql.Literal(token)))
         if _segment_role_usable(conn):
             conn.execute(sql.SQL("GRANT INSERT ON pp_audience TO {}").format(sql.Identifier(SEGMENT_ROLE)))
+    return token
+
+
+def _check_audience_table(conn: psycopg.Connection, filled: Filled) -> None:
+    """Inside the resolution's transaction: pp_audience is the one this resolution created and filled."""
+    row = conn.execute("SELECT obj_description(to_regclass('pg_temp.pp_audience'), 'pg_class')").fetchone()
+    if row is None or row[0] != filled.table:
+        raise AudienceError(SESSION_LOST)
 
 
 # Roles belong to the whole server, grants to one database: the role may exist because another
@@ -183,6 +202,7 @@ class Filled(NamedTuple):
 
     requested: int  # rows written; a built-in segment writes a member with several passes once per pass
     duplicates: int = 0  # ids of a CSV or test send that repeated an earlier one, written once
+    table: str = ""  # the token of the pp_audience written to (_create_audience_table)
 
 
 COPY_CHUNK = 50_000  # ids per write to COPY: one call per chunk instead of one per id
@@ -207,7 +227,17 @@ def _copy_distinct(conn: psycopg.Connection, ids: Iterable[str]) -> Filled:
 
 def fill_audience(conn: psycopg.Connection, spec: CampaignSpec) -> Filled:
     """Fill pp_audience from the campaign's source."""
-    _create_audience_table(conn)
+    table = _create_audience_table(conn)
+    try:
+        return _fill(conn, spec)._replace(table=table)
+    except (psycopg.errors.UndefinedTable, AudienceError) as err:
+        cause = err if isinstance(err, psycopg.Error) else err.__cause__
+        if isinstance(cause, psycopg.errors.UndefinedTable) and "pp_audience" in str(cause):
+            raise AudienceError(SESSION_LOST) from err
+        raise
+
+
+def _fill(conn: psycopg.Connection, spec: CampaignSpec) -> Filled:
     if spec.test_recipients:
         return _copy_distinct(conn, spec.test_recipients)
     if spec.audience == "csv":
@@ -352,6 +382,7 @@ def resolve(conn: psycopg.Connection, campaign_id: str) -> AudiencePreview:
     conn.commit()
     filled = fill_audience(conn, spec)
     with conn.transaction():
+        _check_audience_table(conn, filled)
         # Autovacuum never analyzes temp tables: without statistics the planner takes pp_audience for
         # 200 ids and joins a million of them by nested loops (minutes instead of seconds).
         conn.execute("ANALYZE pp_audience")

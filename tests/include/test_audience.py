@@ -974,3 +974,71 @@ def test_a_later_campaigns_rows_sort_after_an_earlier_campaigns_rows(db: psycopg
                         " WHERE campaign_id = ANY(%s::uuid[]) ORDER BY campaign_id DESC LIMIT 1",
                         ([earlier, later],)).fetchone()[0]
     assert newest == later
+
+
+# ---- a transaction-mode pooler between passpush and the loyalty database ---------------------------
+
+
+class TransactionPooler:
+    """One client connection whose transactions run on server sessions in `schedule` order, as PgBouncer's
+    pool_mode=transaction (Supabase's pooler on port 6543) hands them out while other clients are busy."""
+
+    def __init__(self, sessions: list[psycopg.Connection], schedule: list[int]) -> None:
+        self._sessions, self._schedule = sessions, list(schedule)
+
+    @property
+    def _conn(self) -> psycopg.Connection:
+        return self._sessions[self._schedule[0]]
+
+    def _next(self) -> None:
+        if len(self._schedule) > 1:
+            self._schedule.pop(0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def commit(self) -> None:
+        self._conn.commit()
+        self._next()
+
+    def rollback(self) -> None:
+        self._conn.rollback()
+        self._next()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        outermost = self._conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        try:
+            with self._conn.transaction() as tx:
+                yield tx
+        finally:
+            if outermost:
+                self._next()
+
+
+def test_an_audience_table_from_another_session_is_refused(db: psycopg.Connection, migrated_database_url: str,
+                                                           loyalty: SeededProgram) -> None:
+    """Through a transaction-mode pooler the resolution read another session's leftover pp_audience and
+    targeted its members instead of the campaign's, without a word."""
+    first, other = eligible_ids(db, loyalty)[:2]
+    campaign_id = create(db, loyalty, test_recipients=[first])
+    with psycopg.connect(migrated_database_url) as s0, psycopg.connect(migrated_database_url) as s1:
+        s1.execute("CREATE TEMP TABLE pp_audience (member_id text NOT NULL)")  # an earlier resolution's
+        s1.execute("INSERT INTO pp_audience VALUES (%s)", (other,))
+        s1.commit()
+        pooled = TransactionPooler([s0, s1], schedule=[0, 0, 0, 1])  # created and filled on s0, read on s1
+
+        with pytest.raises(AudienceError, match=r"transaction-mode pooler .* session mode"):
+            audience.resolve(pooled, campaign_id)  # type: ignore[arg-type]
+
+    assert other not in recipients(db, campaign_id)
+
+
+def test_an_audience_table_missing_in_the_next_session_names_the_pooler(
+        db: psycopg.Connection, migrated_database_url: str, loyalty: SeededProgram) -> None:
+    campaign_id = create(db, loyalty, test_recipients=eligible_ids(db, loyalty)[:1])
+    with psycopg.connect(migrated_database_url) as s0, psycopg.connect(migrated_database_url) as s1:
+        pooled = TransactionPooler([s0, s1], schedule=[0, 0, 1])  # created on s0, filled on s1
+
+        with pytest.raises(AudienceError, match=r"transaction-mode pooler .* session mode"):
+            audience.resolve(pooled, campaign_id)  # type: ignore[arg-type]
