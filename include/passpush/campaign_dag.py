@@ -206,11 +206,11 @@ def _campaign_graph() -> None:
 
         from passpush import tasks
         from passpush.errors import PassPushError
-        from passpush.passkit import PassKitAuthError
+        from passpush.passkit import PassKitAuthError, PassKitConfigError
 
         try:
             return tasks.plan_batches(campaign_id)
-        except (PassPushError, PassKitAuthError) as err:
+        except (PassPushError, PassKitAuthError, PassKitConfigError) as err:
             raise AirflowFailException(str(err)) from err
 
     @task(trigger_rule="all_done")

@@ -19,7 +19,7 @@ from passpush import audience, campaigns, reconciliation, sending
 from passpush.campaign_spec import DEFAULT_RATE_LIMIT, CampaignSpec, parse_conf
 from passpush.db import resolve_conninfo
 from passpush.errors import CampaignAbortedError, ConfirmationError, PassPushError
-from passpush.passkit import PassKitAuthError, PassKitClient, PassKitSettings
+from passpush.passkit import PassKitAuthError, PassKitClient, PassKitConfigError, PassKitSettings
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +28,17 @@ PASSKIT_CONN_ID = "passkit_default"
 
 def passkit_settings(conn_id: str = PASSKIT_CONN_ID) -> tuple[PassKitSettings, float]:
     """The PassKit connection's settings and its configured request rate."""
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
     from passpush.passkit.hook import PassKitHook
 
     hook = PassKitHook(conn_id)
-    return hook.get_settings(), hook.get_rate_limit_per_second()
+    try:
+        return hook.get_settings(), hook.get_rate_limit_per_second()
+    except AirflowNotFoundException as err:
+        raise PassKitConfigError(
+            f"connection {conn_id!r} is not defined: create it (HTTP type: host = PassKit's REST base URL, "
+            "e.g. https://api.pub1.passkit.io, login = API key, password = API secret)") from err
 
 
 def create_campaign(conf: dict[str, Any], *, dag_id: str, run_id: str, conninfo: str | None = None) -> str:
@@ -130,7 +137,7 @@ def plan_batches(campaign_id: str, *, conninfo: str | None = None,
             confirmed_by = check_confirmation(spec, preview) or "approval"
             settings, _ = passkit_settings(passkit_conn_id)
             asyncio.run(_check_credentials(settings, _passkit_program_id(conn, spec.program_id)))
-        except (PassPushError, PassKitAuthError) as err:
+        except (PassPushError, PassKitAuthError, PassKitConfigError) as err:
             status = "CANCELLED" if isinstance(err, ConfirmationError) else "FAILED"
             campaigns.set_status(conn, campaign_id, status, abort_reason=str(err))
             conn.commit()

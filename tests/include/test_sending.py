@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import uuid
 
 import psycopg
@@ -14,7 +15,7 @@ from psycopg import sql
 from passpush import campaigns, reconciliation, sending, tasks
 from passpush.emulator.control import EmulatorControl, EmulatorProcess
 from passpush.errors import CampaignAbortedError
-from passpush.passkit import PassKitClient, PassKitSettings
+from passpush.passkit import PassKitClient, PassKitConfigError, PassKitSettings
 from passpush.seed import SeededProgram
 
 pytestmark = [pytest.mark.postgres, pytest.mark.emulator]
@@ -153,6 +154,32 @@ def test_revoked_credentials_stop_the_campaign_at_once(migrated_database_url, pr
     assert result.sent == 0
     assert result.cancelled == program.eligible_apple + program.eligible_google
     assert emulator_control.notification_summary(program.passkit_program_id)["total"] == 0
+
+
+@pytest.mark.parametrize(("connection", "reason"), [
+    (None, "connection 'passkit_default' is not defined: create it"),
+    ({"conn_type": "http", "host": "https://api.pub1.passkit.io", "login": "key"}, "has no password"),
+    ({"conn_type": "http", "host": "api.pub1.passkit.io", "login": "key", "password": "secret",
+      "extra": {"metadata_update": "replace"}}, "extra 'metadata_update' is 'replace'"),
+])
+def test_a_missing_or_wrong_passkit_connection_fails_the_campaign_with_the_reason(
+        migrated_database_url, seed_loyalty, db, monkeypatch: pytest.MonkeyPatch, connection, reason) -> None:
+    """It was CANCELLED with no reason, as if someone had rejected it, after retries that could not help."""
+    monkeypatch.delenv("AIRFLOW_CONN_PASSKIT_DEFAULT", raising=False)
+    if connection:
+        monkeypatch.setenv("AIRFLOW_CONN_PASSKIT_DEFAULT", json.dumps(connection))
+    url, program = migrated_database_url, seed_loyalty(20)
+    campaign_id = tasks.create_campaign({"program_id": program.program_id, "name": "n", "message": MESSAGE,
+                                         "confirm_recipients": 1000}, dag_id="test_sending",
+                                        run_id=str(uuid.uuid4()), conninfo=url)
+    tasks.resolve_audience(campaign_id, conninfo=url)
+
+    with pytest.raises(PassKitConfigError, match=reason):
+        tasks.plan_batches(campaign_id, conninfo=url)
+
+    assert tasks.reconcile(campaign_id, conninfo=url)["status"] == "FAILED"
+    abort_reason = db.execute("SELECT abort_reason FROM push_campaigns WHERE id = %s", (campaign_id,)).fetchone()[0]
+    assert reason in abort_reason
 
 
 def test_unknown_members_fail_permanently_with_their_reason(migrated_database_url, program, emulator,
