@@ -26,8 +26,8 @@ class DatabaseNotConfiguredError(RuntimeError):
 def conninfo_from_airflow(conn_id: str = LOYALTY_CONN_ID) -> str:
     """Build a libpq conninfo from an Airflow connection (Postgres type).
 
-    Extras are passed through (sslmode, options, ...), so a Supabase connection that needs
-    ``sslmode=require`` only needs it in the connection's extra.
+    Extras that are libpq parameters are passed through (sslmode, options, channel_binding, keepalives_idle,
+    ...), so a Supabase connection that needs ``sslmode=require`` only needs it in the connection's extra.
     """
     from airflow.sdk import BaseHook
 
@@ -40,21 +40,15 @@ def conninfo_from_airflow(conn_id: str = LOYALTY_CONN_ID) -> str:
         "password": conn.password or None,
     }
     extra = conn.extra_dejson or {}
-    params.update({k: v for k, v in extra.items() if k in _LIBPQ_EXTRAS})
+    params.update({k: v for k, v in extra.items() if k in _libpq_extras()})
     return make_conninfo(**{k: v for k, v in params.items() if v is not None})
 
 
-# libpq parameters an Airflow connection's extra may carry; anything else there is ignored.
-_LIBPQ_EXTRAS = {
-    "sslmode",
-    "sslrootcert",
-    "sslcert",
-    "sslkey",
-    "options",
-    "application_name",
-    "connect_timeout",
-    "target_session_attrs",
-}
+def _libpq_extras() -> frozenset[str]:
+    """libpq parameters an Airflow connection's extra may carry (the fields own host, port, database, user and
+    password); anything else there, such as the Postgres provider's own ``cursor``, is ignored."""
+    keywords = {d.keyword.decode() for d in psycopg.pq.Conninfo.get_defaults()}
+    return frozenset(keywords - {"host", "port", "dbname", "user", "password"})
 
 
 def resolve_conninfo(conninfo: str | None = None, *, conn_id: str = LOYALTY_CONN_ID) -> str:
