@@ -67,6 +67,8 @@ class SendOptions:
     # max_connections (default: the same 128) requests at a time and never more than the rate.
     max_in_flight: int = 128
     quiet_hours: QuietHours | None = None
+    # The campaign's frequency cap, checked again as each row is claimed (0: none, as for a test send)
+    frequency_cap_seconds: float = 0.0
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC), compare=False)
 
 
@@ -118,19 +120,45 @@ CLAIM_SQL = sql.SQL("""
 -- it inside a nested loop, and every rescan skips the rows this statement has just claimed and picks
 -- the next ones: seen claiming a whole batch instead of LIMIT rows.
 WITH pick AS MATERIALIZED (
-    SELECT member_id FROM push_campaign_recipients
+    SELECT member_id, passkit_id, reason FROM push_campaign_recipients
     WHERE {scope}
       AND status = ANY(%(statuses)s)
       AND NOT (%(quiet)s
                AND passpush_in_quiet_hours(%(now)s, coalesce(timezone, 'UTC'), %(quiet_start)s, %(quiet_end)s))
     ORDER BY member_id LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
+),
+-- The frequency cap again, now: the resolution saw only deliveries made before it, not those of a campaign
+-- resolved at the same time or of a row another campaign has on the wire or in doubt (SENDING, RETRYABLE).
+-- Claims are serialised (CLAIM_LOCK), so of two campaigns the second to claim a pass sees the first's row.
+-- A row of our own that may already have been delivered is verified, never skipped.
+capped AS MATERIALIZED (
+    SELECT p.member_id,
+           %(cap_seconds)s > 0 AND p.reason IS DISTINCT FROM 'in_doubt_unverified' AND (
+               EXISTS (SELECT 1 FROM push_campaign_recipients o
+                       WHERE o.passkit_id COLLATE "C" = p.passkit_id AND o.status = 'SENT'
+                         AND o.sent_at > now() - make_interval(secs => %(cap_seconds)s)
+                         AND o.campaign_id <> %(campaign_id)s)
+               -- within the cap's window too: a row another campaign left in doubt and never reconciled
+               -- (its run marked failed by hand) must not hold this pass back for ever
+               OR EXISTS (SELECT 1 FROM push_campaign_recipients o
+                          WHERE o.passkit_id COLLATE "C" = p.passkit_id AND o.status IN ('SENDING', 'RETRYABLE')
+                            AND o.updated_at > now() - make_interval(secs => %(cap_seconds)s)
+                            AND o.campaign_id <> %(campaign_id)s)) AS capped
+    FROM pick p
 )
-UPDATE push_campaign_recipients r SET status = 'SENDING', updated_at = now()
-FROM pick
-WHERE r.campaign_id = %(campaign_id)s AND r.member_id = pick.member_id
-RETURNING r.member_id, r.passkit_id, r.rendered_message
+UPDATE push_campaign_recipients r
+SET status = CASE WHEN c.capped THEN 'SKIPPED' ELSE 'SENDING' END,
+    reason = CASE WHEN c.capped THEN 'frequency_cap' ELSE r.reason END,
+    updated_at = now()
+FROM capped c
+WHERE r.campaign_id = %(campaign_id)s AND r.member_id = c.member_id
+RETURNING r.member_id, r.passkit_id, r.rendered_message, r.reason = 'in_doubt_unverified', r.status
 """)
+
+# Held (to the end of its transaction) by every claim, on every worker: claims of different campaigns are
+# serialised, so the frequency cap above sees every row another sender has claimed.
+CLAIM_LOCK = 0x70617373  # "pass"
 
 QUIET_SKIP_SQL = sql.SQL("""
 UPDATE push_campaign_recipients SET status = 'SKIPPED', reason = 'quiet_hours', updated_at = now()
@@ -147,10 +175,13 @@ WHERE {scope}
   AND passpush_in_quiet_hours(%(now)s, coalesce(timezone, 'UTC'), %(quiet_start)s, %(quiet_end)s)
 """)
 
+# Verifying a row may write it (when the first request never landed): the quiet hours hold for it too.
 IN_DOUBT_SQL = sql.SQL("""
 SELECT member_id, passkit_id, rendered_message FROM push_campaign_recipients
 WHERE {scope}
   AND status = 'SENDING'
+  AND NOT (%(quiet)s
+           AND passpush_in_quiet_hours(%(now)s, coalesce(timezone, 'UTC'), %(quiet_start)s, %(quiet_end)s))
 ORDER BY member_id
 """)
 
@@ -175,6 +206,9 @@ FROM unnest(%(member_ids)s::text[], %(statuses)s::text[], %(reasons)s::text[], %
             %(http_statuses)s::int[], %(attempts)s::int[])
      AS v(member_id, status, reason, error, http_status, attempts)
 WHERE r.campaign_id = %(campaign_id)s AND r.member_id = v.member_id
+  -- A final state is never written over: a sender that outlived its task (a zombie, its retry, reconcile
+  -- all working on the rows) must not change a row reconcile has already closed and counted.
+  AND r.status IN ('PENDING', 'SENDING', 'RETRYABLE')
 """
 
 
@@ -237,11 +271,23 @@ class BatchSender:
         return {"campaign_id": self.campaign_id, "batch_no": self.batch_no, "statuses": list(statuses),
                 "first_member": first, "last_member": last,
                 "quiet": quiet is not None, "now": self.options.clock(),
-                "quiet_start": quiet.start if quiet else None, "quiet_end": quiet.end if quiet else None}
+                "quiet_start": quiet.start if quiet else None, "quiet_end": quiet.end if quiet else None,
+                "cap_seconds": self.options.frequency_cap_seconds}
 
     async def _claim(self, statuses: Sequence[str], limit: int) -> list[Recipient]:
-        rows = await self._execute(self._scoped(CLAIM_SQL), {**self._scope(statuses), "limit": limit})
-        return [Recipient(r[0], r[1], r[2], in_doubt=False) for r in rows]
+        while True:  # until a row to send is claimed, or none is left (a chunk may be all capped)
+            async with self._db_lock, self.db.transaction(), self.db.cursor() as cur:
+                await cur.execute("SELECT pg_advisory_xact_lock(%s)", (CLAIM_LOCK,))
+                await cur.execute(self._scoped(CLAIM_SQL), {**self._scope(statuses), "limit": limit})
+                rows = await cur.fetchall()
+            capped = sum(1 for r in rows if r[4] == "SKIPPED")
+            if capped:
+                self.summary.skipped += capped
+                self.summary.reasons["frequency_cap"] = self.summary.reasons.get("frequency_cap", 0) + capped
+            if not rows or capped < len(rows):
+                break
+        # a RETRYABLE row whose earlier PUT may have landed is still in doubt: verify it, never skip it
+        return [Recipient(r[0], r[1], r[2], in_doubt=bool(r[3])) for r in rows if r[4] == "SENDING"]
 
     async def _in_doubt(self) -> list[Recipient]:
         rows = await self._execute(self._scoped(IN_DOUBT_SQL), self._scope(()))
@@ -332,6 +378,7 @@ class BatchSender:
 
     def _outcome(self, recipient: Recipient, result: SendResult, attempts: int,
                  earlier_in_doubt: bool = False) -> RowOutcome:
+        in_doubt = recipient.in_doubt or earlier_in_doubt or result.in_doubt
         status, reason = {
             Outcome.SENT: ("SENT", None),
             # The pass already shows the text. After a crash or an earlier PUT that got no clear answer our
@@ -339,7 +386,10 @@ class BatchSender:
             # An earlier attempt that wrote nothing (a GET answered 503, a PUT answered 429) is no reason.
             Outcome.UNCHANGED: ("SENT", "confirmed_in_doubt") if recipient.in_doubt or earlier_in_doubt
             else ("SKIPPED", "already_showing"),
-            Outcome.RETRYABLE: ("RETRYABLE", "retries_exhausted"),
+            # A request that may have been applied is remembered on the row: whoever claims it next (this
+            # task, a resumed one, reconcile) verifies it like a row left SENDING, and reconcile closes it as
+            # FAILED in_doubt_unverified, not as a plain failure.
+            Outcome.RETRYABLE: ("RETRYABLE", "in_doubt_unverified" if in_doubt else "retries_exhausted"),
             Outcome.PERMANENT: ("FAILED", f"http_{result.http_status}" if result.http_status else "rejected"),
             Outcome.FATAL: ("RETRYABLE", "campaign_aborted"),  # never applied: reconcile cancels it
         }[result.outcome]
@@ -391,7 +441,8 @@ class BatchSender:
         if quiet.policy == "skip":
             await self._execute(self._scoped(QUIET_SKIP_SQL), self._scope(statuses))
             return
-        rows = await self._execute(self._scoped(QUIET_WAITING_SQL), self._scope(statuses))
+        # rows left in doubt by a crash wait for their morning too (they are verified then)
+        rows = await self._execute(self._scoped(QUIET_WAITING_SQL), self._scope([*statuses, "SENDING"]))
         waiting, opening = rows[0] if rows else (0, None)
         self.summary.waiting = int(waiting)
         self.summary.next_opening = opening.isoformat() if opening else None

@@ -163,7 +163,8 @@ async def _check_credentials(settings: PassKitSettings, program_id: str) -> None
 
 def send_options(spec: CampaignSpec, connection_rate: float | None) -> sending.SendOptions:
     rate = spec.rate_limit_per_second or connection_rate or DEFAULT_RATE_LIMIT
-    return sending.SendOptions(rate_limit_per_second=rate, quiet_hours=spec.quiet_window)
+    return sending.SendOptions(rate_limit_per_second=rate, quiet_hours=spec.quiet_window,
+                               frequency_cap_seconds=0 if spec.is_test else spec.frequency_cap_hours * 3600)
 
 
 def send_batch(campaign_id: str, batch_no: int, *, conninfo: str | None = None,

@@ -117,3 +117,36 @@ def test_members_asleep_are_skipped_when_the_campaign_says_so(migrated_database_
     skipped = db.execute("SELECT count(*) FROM push_campaign_recipients WHERE campaign_id = %s"
                          " AND reason = 'quiet_hours'", (campaign_id,)).fetchone()[0]
     assert skipped == zones["America/Los_Angeles"]
+
+
+@pytest.mark.postgres
+@pytest.mark.emulator
+@pytest.mark.parametrize("metadata_update", ["read_modify_write", "merge"])
+def test_rows_left_in_doubt_wait_for_the_morning_too(metadata_update, migrated_database_url, seed_loyalty, emulator,
+                                                     emulator_control, db) -> None:
+    """A worker claimed rows just before its members' night began and died before its requests left; the
+    retry comes at night. Verifying a row writes it when the first request never landed: not before 09:00."""
+    campaign_id, zones = _campaign_in_zones(migrated_database_url, seed_loyalty, emulator, db, "wait")
+    program_id = db.execute("SELECT p.passkit_program_id FROM push_campaigns c JOIN programs p ON p.id = c.program_id"
+                            " WHERE c.id = %s", (campaign_id,)).fetchone()[0]
+    asleep = [r[0] for r in db.execute(
+        "SELECT member_id FROM push_campaign_recipients WHERE campaign_id = %s AND status = 'PENDING'"
+        " AND timezone = 'America/Los_Angeles' AND wallet = 'apple' ORDER BY member_id LIMIT 5", (campaign_id,))]
+    db.execute("UPDATE push_campaign_recipients SET status = 'SENDING' WHERE campaign_id = %s AND member_id = ANY(%s)",
+               (campaign_id, asleep))
+    settings = PassKitSettings(base_url=emulator.url, api_key=emulator.api_key, api_secret=emulator.api_secret,
+                               metadata_update=metadata_update)
+
+    def send(now: datetime) -> sending.SendSummary:
+        options = sending.SendOptions(rate_limit_per_second=2000, quiet_hours=NIGHT, clock=lambda: now)
+        return sending.send_batch(migrated_database_url, campaign_id, 0, settings, options)
+
+    night = send(datetime(2026, 11, 25, 12, 0, tzinfo=UTC))  # 04:00 in Los Angeles
+    woken = {e["externalId"] for e in emulator_control.notifications(program_id=program_id)}
+    assert not woken & set(asleep)
+    assert night.waiting == zones["America/Los_Angeles"]  # the rows in doubt included: the task defers
+    assert night.next_opening == "2026-11-25T17:00:00+00:00"
+
+    morning = send(datetime(2026, 11, 25, 17, 0, 5, tzinfo=UTC))
+    assert (morning.sent, morning.waiting) == (zones["America/Los_Angeles"], 0)
+    assert emulator_control.notification_summary(program_id)["max_per_member"] == 1

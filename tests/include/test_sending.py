@@ -262,3 +262,39 @@ def test_a_batch_without_a_recorded_range_is_still_sent_whole(migrated_database_
     sent = db.execute("SELECT batch_no, count(*) FROM push_campaign_recipients WHERE campaign_id = %s"
                       " AND status = 'SENT' GROUP BY 1", (campaign_id,)).fetchall()
     assert sent == [(1, batch)]
+
+
+def test_two_campaigns_resolved_before_either_sends_buzz_each_pass_once(
+        migrated_database_url, program, emulator, emulator_control: EmulatorControl, db,
+        airflow_connections) -> None:
+    # The resolution's frequency cap (24 h by default) sees only deliveries made before it: the second
+    # campaign to claim a pass must see the first one's delivery (or its row on the wire) and skip it.
+    airflow_connections(rate_limit_per_second=2000)
+    first = _campaign(migrated_database_url, program, message="Weekend offer for {first_name|there}")
+    second = _campaign(migrated_database_url, program, message="Flash sale for {first_name|there}")
+
+    tasks.send_batch(first, 0, conninfo=migrated_database_url)
+    summary = sending.SendSummary(**tasks.send_batch(second, 0, conninfo=migrated_database_url))
+
+    eligible = program.eligible_apple + program.eligible_google
+    assert (summary.sent, summary.reasons) == (0, {"frequency_cap": eligible})
+    with psycopg.connect(migrated_database_url) as conn:
+        assert reconciliation.finalize(conn, second).skipped == program.active
+    buzzes = emulator_control.notification_summary(program.passkit_program_id)
+    assert (buzzes["total"], buzzes["max_per_member"]) == (program.eligible_apple, 1)
+
+
+def test_a_row_another_campaign_left_in_doubt_long_ago_holds_no_pass_back(
+        migrated_database_url, program, emulator, db, airflow_connections) -> None:
+    # a run marked failed by hand never reconciles: its rows stay in doubt, but only for the cap's window
+    airflow_connections(rate_limit_per_second=2000)
+    abandoned = _campaign(migrated_database_url, program, message="Weekend offer for {first_name|there}")
+    db.execute("UPDATE push_campaign_recipients SET status = 'RETRYABLE', reason = 'in_doubt_unverified',"
+               " updated_at = now() - interval '2 days' WHERE campaign_id = %s AND status = 'PENDING'", (abandoned,))
+    db.commit()
+    later = _campaign(migrated_database_url, program, message="Flash sale for {first_name|there}")
+
+    summary = sending.SendSummary(**tasks.send_batch(later, 0, conninfo=migrated_database_url))
+
+    assert (summary.sent, summary.reasons.get("frequency_cap", 0)) == (
+        program.eligible_apple + program.eligible_google, 0)

@@ -75,3 +75,19 @@ def test_already_showing_after_a_put_refused_with_429_is_skipped() -> None:
 
     run(scenario)
 
+
+
+def test_retries_exhausted_after_a_put_without_a_clear_answer_stay_in_doubt() -> None:
+    # The PUT may have been applied: whoever claims the row next must verify it, not take the text on the
+    # pass for somebody else's ("already_showing") and count a delivered buzz as skipped.
+    async def scenario(server: ScriptedServer) -> None:
+        unavailable = answer(503, {"error": "unavailable"})
+        server.responses[("GET", "/members/member/id/")] = answers(answer(200, OLD), unavailable, unavailable)
+        server.responses[("PUT", "/members/member")] = answer(504, {"code": 4, "message": "deadline exceeded"})
+
+        row, _ = await _deliver(server)  # three attempts
+
+        assert [seen.method for seen in server.seen] == ["GET", "PUT", "GET", "GET"]
+        assert (row.status, row.reason) == ("RETRYABLE", "in_doubt_unverified")
+
+    run(scenario)

@@ -1,18 +1,20 @@
 """Ten campaigns at once on one PassKit account: the global request-rate limit holds across all of
-them, nothing deadlocks, each campaign finishes with its invariants intact."""
+them, nothing deadlocks, each campaign finishes with its invariants intact. A sender that outlives its
+task (a zombie) cannot change a campaign reconcile has closed."""
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import psycopg
 import pytest
 
-from passpush import tasks
+from passpush import reconciliation, sending, tasks
 from passpush.emulator.control import EmulatorControl, EmulatorProcess
 from reliability.invariants import assert_invariants
-from reliability.support import eligible, start_campaign
+from reliability.support import count, eligible, settings, start_campaign, wait_until
 
 pytestmark = [pytest.mark.reliability, pytest.mark.postgres, pytest.mark.emulator]
 
@@ -48,3 +50,27 @@ def test_ten_campaigns_at_once_share_the_global_rate_limit(migrated_database_url
     for campaign_id in campaign_ids:
         assert tasks.reconcile(campaign_id, conninfo=migrated_database_url)["status"] == "COMPLETED"
         assert assert_invariants(db, emulator_control, campaign_id).count("FAILED") == 0
+
+
+def test_a_sender_outliving_reconcile_does_not_change_the_closed_campaign(
+        migrated_database_url: str, db: psycopg.Connection, seed_loyalty, emulator: EmulatorProcess,
+        emulator_control: EmulatorControl) -> None:
+    """A zombie send_batch (its task failed for lost heartbeats, its process still running) answers after
+    reconcile closed the campaign: the rows reconcile counted keep their final state, so the counts on
+    push_campaigns stay those of the recipient table."""
+    program = seed_loyalty(60, emulator)
+    emulator_control.configure(latency_ms_min=1500, latency_ms_max=1500)
+    campaign_id = start_campaign(migrated_database_url, program)
+    zombie = threading.Thread(target=sending.send_batch, daemon=True, args=(
+        migrated_database_url, campaign_id, 0, settings(emulator, metadata_update="merge"),
+        sending.SendOptions(rate_limit_per_second=500)))
+    zombie.start()
+    wait_until(lambda: count(db, campaign_id, "SENDING") == eligible(program), 10, "the zombie to claim its rows")
+
+    with psycopg.connect(migrated_database_url) as conn:  # reconcile closes the campaign meanwhile
+        closed = reconciliation.finalize(conn, campaign_id)
+    zombie.join(30)
+
+    assert not zombie.is_alive() and closed.failed == eligible(program)
+    checked = assert_invariants(db, emulator_control, campaign_id)
+    assert checked.by_reason == {("FAILED", "in_doubt_unverified"): eligible(program)}

@@ -15,17 +15,18 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 import pytest
 
-from passpush import tasks
+from passpush import sending, tasks
 from passpush.emulator.control import EmulatorControl, EmulatorProcess
 from passpush.passkit import PassKitClient
 from passpush.seed import SeededProgram
-from reliability.invariants import assert_invariants
+from reliability.invariants import _campaign, _check_rows, _recipients, assert_invariants
 from reliability.support import conf_for, count, eligible, settings, start_campaign, wait_until
 
 pytestmark = [pytest.mark.reliability, pytest.mark.postgres, pytest.mark.emulator]
@@ -214,3 +215,59 @@ def test_whole_dag_run_cleared_and_run_again(push_campaign_dag: Any, airflow_con
     final = assert_invariants(db, emulator_control, campaign_id)
     assert (final.by_status, final.notifications, final.silent_updates) == \
         (checked.by_status, checked.notifications, checked.silent_updates)
+
+
+def test_rows_still_in_doubt_when_retries_run_out_are_verified_by_reconcile(
+        migrated_database_url: str, db: psycopg.Connection, seed_loyalty, emulator: EmulatorProcess,
+        emulator_control: EmulatorControl, airflow_connections) -> None:
+    """A worker died with PUTs on the wire, and its retry ran into an outage: the verifying reads failed, so
+    the rows ended RETRYABLE. Reconcile, after the outage, reads the text on those passes: our own PUT put
+    it there, so they were buzzed (SENT), not 'already showing' (SKIPPED)."""
+    program = seed_loyalty(150, emulator)
+    airflow_connections(rate_limit_per_second=500)
+    campaign_id = start_campaign(migrated_database_url, program, batch_size=80)
+    _crash_in_doubt(migrated_database_url, db, emulator, campaign_id)  # six rows of batch 1, three applied
+    landed = emulator_control.notification_summary(program.passkit_program_id)["total"]
+
+    emulator_control.configure(fault_503=1.0)  # the retry of batch 1 meets an outage and gives up
+    retry = sending.send_batch(migrated_database_url, campaign_id, 1, settings(emulator),
+                               sending.SendOptions(rate_limit_per_second=500, max_attempts=2, max_backoff_seconds=0.1))
+    assert retry.sent == 0 and count(db, campaign_id, "SENDING") == 0
+    emulator_control.configure(fault_503=0.0)
+
+    tasks.send_batch(campaign_id, 0, conninfo=migrated_database_url)
+    result = tasks.reconcile(campaign_id, conninfo=migrated_database_url)
+
+    checked = assert_invariants(db, emulator_control, campaign_id)
+    assert result["status"] == "COMPLETED" and checked.count("SENT") == eligible(program)
+    assert checked.notifications == program.eligible_apple and landed <= 3
+
+
+def test_a_row_in_doubt_is_not_buzzed_again_after_another_campaign_changed_the_pass(
+        migrated_database_url: str, db: psycopg.Connection, seed_loyalty, emulator: EmulatorProcess,
+        emulator_control: EmulatorControl, airflow_connections) -> None:
+    """Campaign A's worker dies with PUTs applied but not written back. While its retry waits (the heartbeat
+    timeout), campaign B is resolved and sent: the pass shows B's text, so A's retry would write A's text
+    again, and the phone would show A's buzz twice. B must leave a pass A has in doubt alone."""
+    program = seed_loyalty(150, emulator)
+    airflow_connections(rate_limit_per_second=500)
+    first = start_campaign(migrated_database_url, program, batch_size=80)
+    _crash_in_doubt(migrated_database_url, db, emulator, first)  # six rows of batch 1, three applied
+    second = start_campaign(migrated_database_url, program, message="Flash sale for {first_name|there}")
+
+    for batch in (0, 1):
+        tasks.send_batch(second, batch, conninfo=migrated_database_url)
+    tasks.reconcile(second, conninfo=migrated_database_url)
+    for batch in (0, 1):  # A's tasks, and the retry of its batch 1
+        tasks.send_batch(first, batch, conninfo=migrated_database_url)
+    tasks.reconcile(first, conninfo=migrated_database_url)
+
+    # Two campaigns on one program: the single-campaign invariants, each pass counted once for both.
+    for campaign_id in (first, second):
+        _check_rows(_campaign(db, campaign_id), _recipients(db, campaign_id))
+    events = emulator_control.notifications(program_id=program.passkit_program_id)
+    per_pass = Counter(e["passId"] for e in events)
+    assert max(per_pass.values()) == 1, [e for e in events if per_pass[e["passId"]] > 1][:6]
+    sent = db.execute("SELECT count(*) FROM push_campaign_recipients WHERE campaign_id = ANY(%s) AND status = 'SENT'"
+                      " AND wallet = 'apple'", ([first, second],)).fetchone()[0]
+    assert sent == len(per_pass) == program.eligible_apple
