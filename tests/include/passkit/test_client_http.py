@@ -250,23 +250,13 @@ def test_member_body_without_an_id_is_retryable_and_not_written(body: dict[str, 
     run(scenario)
 
 
-def test_member_named_by_its_external_id_alone_keeps_its_other_metadata_keys() -> None:
+@pytest.mark.parametrize("body", [
+    {"externalId": "C1", "programId": "P1", "metaData": {"tier": "gold"}},  # named by its external id alone
+    {"result": MEMBER},  # in the envelope of PassKit's list answers
+], ids=["external_id_alone", "result_envelope"])
+def test_a_member_in_another_shape_keeps_its_other_metadata_keys(body: dict[str, Any]) -> None:
     async def scenario(server: ScriptedServer) -> None:
-        member = {"externalId": "C1", "programId": "P1", "metaData": {"tier": "gold"}}
-        server.responses[("GET", "/members/member/id/")] = answer(200, member)
-        server.responses[("PUT", "/members/member")] = answer(200, {"id": "PK1"})
-        async with PassKitClient(settings(server)) as client:
-            result = await client.set_marketing_message(message="hi", passkit_id="PK1")
-
-        assert (result.outcome, result.passkit_id) == (Outcome.SENT, "PK1")
-        assert json.loads(server.seen[1].body)["metaData"] == {"tier": "gold", "marketingMessage": "hi"}
-
-    run(scenario)
-
-
-def test_member_in_a_result_envelope_keeps_its_other_metadata_keys() -> None:
-    async def scenario(server: ScriptedServer) -> None:
-        server.responses[("GET", "/members/member/id/")] = answer(200, {"result": MEMBER})
+        server.responses[("GET", "/members/member/id/")] = answer(200, body)
         server.responses[("PUT", "/members/member")] = answer(200, {"id": "PK1"})
         async with PassKitClient(settings(server)) as client:
             result = await client.set_marketing_message(message="hi", passkit_id="PK1")
