@@ -39,6 +39,7 @@ _TOKEN = re.compile(r"\{([^{}]*)\}")
 # with first_name "   " is "Hi there", not "Hi    ". _BLANK_SQL is the same set, for btrim.
 _BLANK = " \t\n\r\f\v\u00a0"
 _BLANK_SQL = sql.SQL(r"(E' \t\n\r\f\x0B' || chr(160))")
+_BLANK_CODES_SQL = sql.SQL(", ").join(sql.Literal(code) for code in [0, *map(ord, _BLANK)])  # ascii('') is 0
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,9 @@ class Template:
             if part.name in _NUMERIC:
                 pieces.append(sql.SQL("coalesce({}, {})").format(column, fallback))
             else:
-                pieces.append(sql.SQL("CASE WHEN btrim({}, {}) <> '' THEN {} ELSE {} END").format(
-                    column, _BLANK_SQL, column, fallback))
+                # a value that does not start blank is not blank: btrim only for the few that do
+                pieces.append(sql.SQL("CASE WHEN ascii({}) NOT IN ({}) OR btrim({}, {}) <> '' THEN {} ELSE {} END")
+                              .format(column, _BLANK_CODES_SQL, column, _BLANK_SQL, column, fallback))
         if not pieces:
             return sql.Literal("")
         # Every piece is non-NULL (literals, values or their fallbacks), so || is safe; concat() would cap a

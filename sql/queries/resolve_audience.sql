@@ -13,12 +13,14 @@ WITH joined AS (
            p.id                  AS pass_id,
            p.passkit_internal_id AS passkit_id,
            p.wallet,
-           p.status              AS pass_status,
            p.opted_out,
            p.last_updated,
-           -- statuses as loyalty data spells them ('active', ' ACTIVE '); NULL is not active, and no
-           -- flag is NULL here: DESC would sort an unknown before a true
-           coalesce(upper(btrim(p.status)) = 'ACTIVE', false) AND p.opted_out IS NOT TRUE AS sendable,
+           -- statuses as loyalty data spells them ('active', ' ACTIVE '), the usual spelling compared first
+           -- (upper and btrim on every row cost 0.2 s per million); NULL is not active, and no flag here is
+           -- NULL: DESC would sort an unknown before a true
+           coalesce(p.status = 'ACTIVE' OR upper(btrim(p.status)) = 'ACTIVE', false) AS active,
+           coalesce(p.status = 'ACTIVE' OR upper(btrim(p.status)) = 'ACTIVE', false) AND p.opted_out IS NOT TRUE
+               AS sendable,
            p.points_balance,
            -- unknown zones fall back to the program's; a hashed look-up, not a join, so that the planner
            -- keeps its row estimates (joined to pg_timezone_names, which has no statistics, it expected
@@ -50,10 +52,12 @@ classified AS (
            j.timezone, j.rendered, j.passkit_rank,
         CASE
             WHEN j.pass_id IS NULL THEN 'unknown_member'
-            WHEN upper(btrim(j.pass_status)) IS DISTINCT FROM 'ACTIVE' THEN 'inactive_pass'
+            WHEN NOT j.active THEN 'inactive_pass'
             WHEN j.opted_out THEN 'opted_out'
             -- a blank id ('  ', a padded export) is none either: PassKit answers 404
-            WHEN j.passkit_id IS NULL OR btrim(j.passkit_id, E' \t\r\n') = '' THEN 'no_passkit_id'
+            -- btrim only for an id that starts blank (ascii('') is 0): most ids pay one ascii()
+            WHEN j.passkit_id IS NULL OR (ascii(j.passkit_id) IN (0, 9, 10, 13, 32)
+                                          AND btrim(j.passkit_id, E' \t\r\n') = '') THEN 'no_passkit_id'
             WHEN j.passkit_rank > 1 THEN 'duplicate_pass'
             -- any delivery within the cap is one when the latest is (this campaign has none yet:
             -- passpush.audience never resolves a campaign again once it has sent)

@@ -3,4 +3,4 @@
 SELECT p.external_id AS member_id
 FROM passes_master p
 WHERE p.program_id = %(program_id)s
-  AND upper(btrim(p.status)) = 'ACTIVE'
+  AND (p.status = 'ACTIVE' OR upper(btrim(p.status)) = 'ACTIVE')  -- the usual spelling first
