@@ -384,7 +384,7 @@ class BatchSender:
             # The pass already shows the text. After a crash or an earlier PUT that got no clear answer our
             # own write may be why (a dropped answer to an applied PUT): count it as delivered, not skipped.
             # An earlier attempt that wrote nothing (a GET answered 503, a PUT answered 429) is no reason.
-            Outcome.UNCHANGED: ("SENT", "confirmed_in_doubt") if recipient.in_doubt or earlier_in_doubt
+            Outcome.UNCHANGED: ("SENT", "confirmed_in_doubt") if in_doubt
             else ("SKIPPED", "already_showing"),
             # A request that may have been applied is remembered on the row: whoever claims it next (this
             # task, a resumed one, reconcile) verifies it like a row left SENDING, and reconcile closes it as

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -44,6 +45,7 @@ def conninfo_from_airflow(conn_id: str = LOYALTY_CONN_ID) -> str:
     return make_conninfo(**{k: v for k, v in params.items() if v is not None})
 
 
+@cache
 def _libpq_extras() -> frozenset[str]:
     """libpq parameters an Airflow connection's extra may carry (the fields own host, port, database, user and
     password); anything else there, such as the Postgres provider's own ``cursor``, is ignored."""

@@ -522,9 +522,7 @@ class PassKitClient:
         if 300 <= status < 400:
             location = headers.get("Location", "?")
             return f"HTTP {status}: redirected to {location}; set the base URL to PassKit's REST host"
-        if self._token and self._token.encode() in raw:
-            raw = raw.replace(self._token.encode(), b"<token>")  # a proxy may echo the request back
-        raw = _JWT.sub(b"<token>", raw)
+        raw = _JWT.sub(b"<token>", raw)  # a proxy may echo the request back, with the token in use or an older one
         detail = describe_error_body(raw) or _reason(status)
         return f"HTTP {status}: {detail}"
 
