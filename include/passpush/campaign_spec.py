@@ -163,8 +163,6 @@ def _check_test_recipient(entry: Any) -> None:
     # exports, not ids typed here. But str() would make null the id "None" and a float "1.0".
     if isinstance(entry, bool) or not isinstance(entry, str | int):
         raise CampaignConfigError(f"test_recipients must hold member ids (text or whole numbers), got {entry!r}")
-    if isinstance(entry, str) and "\x00" in entry:  # PostgreSQL text cannot hold NUL
-        raise CampaignConfigError(f"test_recipients: member id {entry!r} contains a NUL character (\\x00)")
 
 
 def _recurring_key(conf: dict[str, Any]) -> str | None:
@@ -227,8 +225,23 @@ def _audience(conf: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _refuse_nul(value: Any, where: str) -> None:
+    # PostgreSQL text cannot hold NUL: a name, SQL, path or segment value with one failed deep in the
+    # database with a driver error that named neither the key nor the character
+    if isinstance(value, str) and "\x00" in value:
+        raise CampaignConfigError(f"{where} contains a NUL character (\\x00) at position {value.index(chr(0)) + 1}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nul(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _refuse_nul(item, f"{where}[{index}]")
+
+
 def parse_conf(conf: dict[str, Any]) -> CampaignSpec:
     """Validate a trigger conf and return the campaign it describes."""
+    # the message's own check (passpush.rendering) says more: where in the template the character is
+    _refuse_nul({key: value for key, value in conf.items() if key != "message"}, "")
     name = _given(conf, "name", "")
     if not isinstance(name, str):  # str() made a list ["Weekend"] the history name "['Weekend']"
         raise CampaignConfigError(f"name must be text, got {name!r}")

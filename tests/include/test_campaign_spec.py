@@ -232,9 +232,19 @@ def test_test_recipients_refuse_an_entry_that_is_not_an_id(entry: object) -> Non
         parse_conf(conf(test_recipients=["CUST-1", entry]))
 
 
-def test_test_recipients_refuse_a_nul_character() -> None:
-    with pytest.raises(CampaignConfigError, match=r"^test_recipients: member id .* contains a NUL character"):
-        parse_conf(conf(test_recipients=["CUST\x001"]))
+@pytest.mark.parametrize(("overrides", "error"), [
+    ({"name": "Double\x00points"}, r"^name contains a NUL character \(\\x00\) at position 7$"),
+    ({"audience": "sql", "sql": "SELECT '\x00' AS member_id"}, r"^sql contains a NUL character .* position 9$"),
+    ({"audience": "csv", "csv_path": "up\x00load.csv"}, r"^csv_path contains a NUL character"),
+    ({"audience": "segment", "segment": "local", "segment_params": {"zips": ["10001", "1\x00"]}},
+     r"^segment_params\.zips\[1\] contains a NUL character .* position 2$"),
+    ({"test_recipients": ["CUST\x001"]}, r"^test_recipients\[0\] contains a NUL character .* position 5$"),
+    ({"test_recipients": "CUST-1,CUST\x002"}, r"^test_recipients contains a NUL character .* position 12$"),
+])
+def test_text_with_a_nul_character_is_refused_naming_its_key(overrides: dict[str, Any], error: str) -> None:
+    # PostgreSQL text cannot hold NUL: refused here, not by a driver error once the run has started
+    with pytest.raises(CampaignConfigError, match=error):
+        parse_conf(conf(**overrides))
 
 
 @pytest.mark.parametrize(("key", "value", "error"), [
