@@ -6,6 +6,9 @@ the task, so parsing a DAG file imports nothing heavy and touches no connection 
     create_campaign -> resolve_audience -> confirmation_gate -> (confirmed_count | approve_send)
         -> plan_batches -> send_batch (mapped, pool passkit_api; defers through quiet hours)
         -> reconcile (always runs)
+
+A task before sending that fails for good (its retries used up, or a bug) fails the campaign with its error,
+where the task did not record a reason itself: reconcile would otherwise read the campaign as never approved.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.hitl import ApprovalOperator
-from airflow.sdk import DAG, Param, get_current_context, task
+from airflow.sdk import DAG, Context, Param, get_current_context, task
 
 from passpush.operators import SendBatchOperator
 
@@ -151,6 +154,16 @@ def build_campaign_dag(dag_id: str, *, doc_md: str, params: dict[str, Param], sc
     return dag
 
 
+def _fail_undecided_campaign(context: Context) -> None:
+    """A task before sending failed for good: say so on the campaign (reconcile read it as never approved)."""
+    from passpush import tasks
+
+    ti = context["ti"]
+    campaign_id = ti.xcom_pull(task_ids="create_campaign")
+    if campaign_id:
+        tasks.record_task_failure(campaign_id, ti.task_id, context.get("exception"))
+
+
 def _campaign_graph() -> None:
     @task
     def create_campaign() -> str:
@@ -166,7 +179,7 @@ def _campaign_graph() -> None:
         except PassPushError as err:
             raise AirflowFailException(str(err)) from err
 
-    @task
+    @task(on_failure_callback=_fail_undecided_campaign)
     def resolve_audience(campaign_id: str) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
@@ -178,7 +191,7 @@ def _campaign_graph() -> None:
         except PassPushError as err:
             raise AirflowFailException(str(err)) from err
 
-    @task.branch
+    @task.branch(on_failure_callback=_fail_undecided_campaign)
     def confirmation_gate(campaign_id: str, preview: dict[str, Any]) -> str:
         from airflow.sdk.exceptions import AirflowFailException
 
@@ -200,17 +213,19 @@ def _campaign_graph() -> None:
     # The branch taken when the conf carries the confirmed count (or a schedule's safety cap).
     confirmed_count = EmptyOperator(task_id="confirmed_count")
 
-    @task(trigger_rule="none_failed_min_one_success")
+    @task(trigger_rule="none_failed_min_one_success", on_failure_callback=_fail_undecided_campaign)
     def plan_batches(campaign_id: str, preview: dict[str, Any]) -> list[int]:
         from airflow.sdk.exceptions import AirflowFailException
 
         from passpush import tasks
         from passpush.errors import PassPushError
-        from passpush.passkit import PassKitAuthError, PassKitConfigError
+        from passpush.passkit import PassKitError
 
         try:
             return tasks.plan_batches(campaign_id)
-        except (PassPushError, PassKitAuthError, PassKitConfigError) as err:
+        except (PassPushError, PassKitError) as err:
+            if isinstance(err, PassKitError) and err.retryable:
+                raise  # PassKit out of reach for now: the task's retry checks again
             raise AirflowFailException(str(err)) from err
 
     @task(trigger_rule="all_done")

@@ -99,6 +99,16 @@ def set_status(conn: psycopg.Connection, campaign_id: str, status: str, **fields
     )
 
 
+def fail_undecided(conn: psycopg.Connection, campaign_id: str, reason: str) -> bool:
+    """FAILED with `reason` if the campaign has no outcome, no recorded reason and no permission to send yet."""
+    cur = conn.execute(
+        "UPDATE push_campaigns SET status = 'FAILED', abort_reason = %s, updated_at = now()"
+        " WHERE id = %s AND abort_reason IS NULL AND confirmed_at IS NULL AND status <> ALL(%s)",
+        (reason, campaign_id, list(FINAL_STATUSES)),
+    )
+    return cur.rowcount == 1
+
+
 def mark_started(conn: psycopg.Connection, campaign_id: str) -> None:
     conn.execute(
         "UPDATE push_campaigns SET status = 'PROCESSING', started_at = coalesce(started_at, now()),"

@@ -19,11 +19,17 @@ from passpush import audience, campaigns, reconciliation, sending
 from passpush.campaign_spec import DEFAULT_RATE_LIMIT, CampaignSpec, parse_conf
 from passpush.db import resolve_conninfo
 from passpush.errors import CampaignAbortedError, ConfirmationError, PassPushError
-from passpush.passkit import PassKitAuthError, PassKitClient, PassKitConfigError, PassKitSettings
+from passpush.passkit import (
+    PassKitClient,
+    PassKitConfigError,
+    PassKitError,
+    PassKitSettings,
+)
 
 log = logging.getLogger(__name__)
 
 PASSKIT_CONN_ID = "passkit_default"
+ABORT_REASON_LIMIT = 1000
 
 
 def passkit_settings(conn_id: str = PASSKIT_CONN_ID) -> tuple[PassKitSettings, float]:
@@ -125,7 +131,12 @@ def approval_body(preview: dict[str, Any]) -> str:
 
 def plan_batches(campaign_id: str, *, conninfo: str | None = None,
                  passkit_conn_id: str = PASSKIT_CONN_ID) -> list[int]:
-    """Batch numbers to send, after checking the confirmation and PassKit's credentials; [] for a dry run."""
+    """Batch numbers to send, after checking the confirmation and PassKit's credentials; [] for a dry run.
+
+    PassKit out of reach (no answer, 429, 5xx) is raised, the campaign untouched, for the task's retry to
+    check again (`record_task_failure` fails the campaign once retries are used up); any other refusal
+    (401/403, an unknown program) fails the campaign at once: a retry would get the same answer.
+    """
     with psycopg.connect(resolve_conninfo(conninfo)) as conn:
         campaign = campaigns.get_campaign(conn, campaign_id)
         if campaign["dry_run"]:
@@ -137,7 +148,14 @@ def plan_batches(campaign_id: str, *, conninfo: str | None = None,
             confirmed_by = check_confirmation(spec, preview) or "approval"
             settings, _ = passkit_settings(passkit_conn_id)
             asyncio.run(_check_credentials(settings, _passkit_program_id(conn, spec.program_id)))
-        except (PassPushError, PassKitAuthError, PassKitConfigError) as err:
+        except PassKitError as err:
+            if err.retryable:
+                raise type(err)(f"PassKit at {settings.base_url} was out of reach for the credentials check: {err}",
+                                status=err.status, retryable=True, retry_after=err.retry_after) from err
+            campaigns.set_status(conn, campaign_id, "FAILED", abort_reason=str(err))
+            conn.commit()
+            raise
+        except PassPushError as err:
             status = "CANCELLED" if isinstance(err, ConfirmationError) else "FAILED"
             campaigns.set_status(conn, campaign_id, status, abort_reason=str(err))
             conn.commit()
@@ -150,6 +168,23 @@ def plan_batches(campaign_id: str, *, conninfo: str | None = None,
     batches = [int(r[0]) for r in rows]
     log.info("campaign %s: %d batches to send (confirmed by %s)", campaign_id, len(batches), confirmed_by)
     return batches
+
+
+def record_task_failure(campaign_id: str, task_id: str, error: BaseException | str | None, *,
+                        conninfo: str | None = None) -> bool:
+    """Fail a campaign that a task before sending left without an outcome; True if this recorded it.
+
+    The DAG's failure callback for those tasks, once Airflow has no retry left. Without it a campaign whose
+    resolution or planning crashed (PassKit down, a bug) was closed by reconcile as never approved:
+    CANCELLED not_confirmed. A reason the task recorded itself (a refused audience, a confirmation over
+    its count) and a campaign already allowed to send are left as they are.
+    """
+    reason = f"task {task_id} failed: {error or 'see its log'}"[:ABORT_REASON_LIMIT]
+    with psycopg.connect(resolve_conninfo(conninfo)) as conn:
+        recorded = campaigns.fail_undecided(conn, campaign_id, reason)
+    if recorded:
+        log.error("campaign %s FAILED: %s", campaign_id, reason)
+    return recorded
 
 
 def _passkit_program_id(conn: psycopg.Connection, program_id: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import psycopg
 import pytest
 
@@ -79,6 +81,34 @@ def test_bad_credentials_stop_the_campaign_before_any_push(run_dag, airflow_conn
     assert "401" in campaign["abort_reason"] or "credentials" in campaign["abort_reason"].lower()
     assert campaign["sent_count"] == 0
     assert emulator_control.notification_summary(program.passkit_program_id)["total"] == 0
+
+
+def test_passkit_out_of_reach_fails_the_campaign_after_the_task_retries(
+        run_dag, push_campaign_dag, program: SeededProgram, emulator, db, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each try leaves the campaign to the next; the task's failure callback fails it once none is left."""
+    from datetime import timedelta
+
+    from passpush import localdev
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        unreachable = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    monkeypatch.setenv("AIRFLOW_CONN_PASSKIT_DEFAULT", localdev.passkit_connection_json(
+        unreachable, emulator.api_key, emulator.api_secret))
+    push_campaign_dag.get_task("plan_batches").retry_delay = timedelta(0)
+
+    dag_run = run_dag({"program_id": program.program_id, "name": "outage", "message": MESSAGE,
+                       "dry_run": False, "max_recipients": 10_000})
+
+    assert str(dag_run.state) == "failed"
+    planned = dag_run.get_task_instance("plan_batches")
+    assert str(planned.state) == "failed"
+    assert planned.try_number == push_campaign_dag.get_task("plan_batches").retries + 1
+    campaign = _campaign(db, program.program_id)
+    assert campaign["status"] == "FAILED"  # was CANCELLED, as if someone had rejected it
+    assert campaign["abort_reason"].startswith(f"task plan_batches failed: PassKit at {unreachable} was out of reach")
+    assert campaign["sent_count"] == 0
+    assert campaign["cancelled_count"] == program.eligible_apple + program.eligible_google
 
 
 def test_an_audience_larger_than_confirmed_is_cancelled_before_any_push(

@@ -6,16 +6,27 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import socket
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg
 import pytest
 from psycopg import sql
 
-from passpush import campaigns, reconciliation, sending, tasks
+from passpush import campaigns, localdev, reconciliation, sending, tasks
 from passpush.emulator.control import EmulatorControl, EmulatorProcess
-from passpush.errors import CampaignAbortedError
-from passpush.passkit import PassKitClient, PassKitConfigError, PassKitSettings
+from passpush.errors import CampaignAbortedError, ConfirmationError
+from passpush.passkit import (
+    PassKitClient,
+    PassKitConfigError,
+    PassKitError,
+    PassKitNotFoundError,
+    PassKitSettings,
+)
 from passpush.seed import SeededProgram
 
 pytestmark = [pytest.mark.postgres, pytest.mark.emulator]
@@ -181,6 +192,134 @@ def test_a_missing_or_wrong_passkit_connection_fails_the_campaign_with_the_reaso
     assert tasks.reconcile(campaign_id, conninfo=url)["status"] == "FAILED"
     abort_reason = db.execute("SELECT abort_reason FROM push_campaigns WHERE id = %s", (campaign_id,)).fetchone()[0]
     assert reason in abort_reason
+
+
+@contextmanager
+def _passkit_answering(status: int, body: dict[str, object]) -> Iterator[tuple[str, list[str]]]:
+    """A PassKit stand-in on a real port that answers every request with one status; yields (url, paths)."""
+    paths: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            paths.append(self.path)
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            raw = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", paths
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def _passkit_unreachable() -> Iterator[tuple[str, list[str]]]:
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens on it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    yield f"http://127.0.0.1:{port}", []
+
+
+def _planned_campaign(url: str, program: SeededProgram, monkeypatch: pytest.MonkeyPatch, host: str) -> str:
+    monkeypatch.setenv("AIRFLOW_CONN_PASSKIT_DEFAULT", json.dumps(
+        {"conn_type": "http", "host": host, "login": "key", "password": "secret-0123456789abcdef0123456789"}))
+    campaign_id = tasks.create_campaign({"program_id": program.program_id, "name": "n", "message": MESSAGE,
+                                         "confirm_recipients": 1000}, dag_id="test_sending",
+                                        run_id=str(uuid.uuid4()), conninfo=url)
+    tasks.resolve_audience(campaign_id, conninfo=url)
+    return campaign_id
+
+
+@pytest.mark.parametrize("passkit", [
+    pytest.param(_passkit_unreachable, id="connection-refused"),
+    pytest.param(lambda: _passkit_answering(503, {"code": 14, "message": "unavailable"}), id="503"),
+])
+def test_passkit_out_of_reach_at_planning_is_left_to_the_retry_then_fails_the_campaign_with_the_reason(
+        migrated_database_url, seed_loyalty, db, monkeypatch: pytest.MonkeyPatch, passkit) -> None:
+    """It ended CANCELLED not_confirmed, as if someone had rejected it, with nothing saying PassKit was down."""
+    url, program = migrated_database_url, seed_loyalty(20)
+    with passkit() as (host, _paths):
+        campaign_id = _planned_campaign(url, program, monkeypatch, host)
+        with pytest.raises(PassKitError) as raised:
+            tasks.plan_batches(campaign_id, conninfo=url)
+    assert raised.value.retryable
+    assert str(raised.value).startswith(f"PassKit at {host} was out of reach for the credentials check: ")
+    # the campaign waits, untouched, for the task's retry
+    assert db.execute("SELECT status, abort_reason FROM push_campaigns WHERE id = %s",
+                      (campaign_id,)).fetchone() == ("PROCESSING", None)
+
+    # no retry left: the DAG's failure callback records it
+    assert tasks.record_task_failure(campaign_id, "plan_batches", raised.value, conninfo=url)
+    result = tasks.reconcile(campaign_id, conninfo=url)
+    assert result["status"] == "FAILED" and result["sent"] == 0
+    assert result["cancelled"] == program.eligible_apple + program.eligible_google
+    abort_reason = db.execute("SELECT abort_reason FROM push_campaigns WHERE id = %s", (campaign_id,)).fetchone()[0]
+    assert abort_reason == f"task plan_batches failed: {raised.value}"
+
+
+def test_a_task_failure_never_overwrites_a_reason_or_a_campaign_allowed_to_send(
+        migrated_database_url, seed_loyalty, db, monkeypatch: pytest.MonkeyPatch) -> None:
+    url, program = migrated_database_url, seed_loyalty(20)
+    refused = tasks.create_campaign({"program_id": program.program_id, "name": "n", "message": MESSAGE,
+                                     "confirm_recipients": 1}, dag_id="test_sending", run_id=str(uuid.uuid4()),
+                                    conninfo=url)
+    tasks.resolve_audience(refused, conninfo=url)
+    with pytest.raises(ConfirmationError):
+        tasks.plan_batches(refused, conninfo=url)  # over its confirmed count: CANCELLED with the reason
+    assert not tasks.record_task_failure(refused, "plan_batches", "crashed", conninfo=url)
+    status, reason = db.execute("SELECT status, abort_reason FROM push_campaigns WHERE id = %s", (refused,)).fetchone()
+    assert status == "CANCELLED" and "were confirmed" in reason
+
+    allowed = _campaign(url, program)  # confirmed and planned: sending may be under way
+    assert not tasks.record_task_failure(allowed, "plan_batches", "crashed", conninfo=url)
+    assert db.execute("SELECT abort_reason FROM push_campaigns WHERE id = %s", (allowed,)).fetchone()[0] is None
+
+
+def test_a_retry_after_passkit_is_back_plans_and_sends_as_if_nothing_happened(
+        migrated_database_url, program, emulator, emulator_control: EmulatorControl, db,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    url = migrated_database_url
+    with _passkit_unreachable() as (host, _paths):
+        campaign_id = _planned_campaign(url, program, monkeypatch, host)
+        with pytest.raises(PassKitError):
+            tasks.plan_batches(campaign_id, conninfo=url)
+
+    monkeypatch.setenv("AIRFLOW_CONN_PASSKIT_DEFAULT", localdev.passkit_connection_json(
+        emulator.url, emulator.api_key, emulator.api_secret))
+    batches = tasks.plan_batches(campaign_id, conninfo=url)
+    assert batches == [0]
+    for batch_no in batches:
+        tasks.send_batch(campaign_id, batch_no, conninfo=url)
+    result = tasks.reconcile(campaign_id, conninfo=url)
+    assert result["status"] == "COMPLETED"
+    assert result["sent"] == program.eligible_apple + program.eligible_google
+    assert emulator_control.notification_summary(program.passkit_program_id)["max_per_member"] == 1
+
+
+def test_a_program_passkit_does_not_know_fails_the_campaign_at_once(
+        migrated_database_url, seed_loyalty, db, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 404 is PassKit's answer, not an outage: retrying the task cannot change it."""
+    url, program = migrated_database_url, seed_loyalty(20)
+    with _passkit_answering(404, {"code": 5, "message": "program not found"}) as (host, paths):
+        campaign_id = _planned_campaign(url, program, monkeypatch, host)
+        with pytest.raises(PassKitNotFoundError, match="program not found"):
+            tasks.plan_batches(campaign_id, conninfo=url)
+
+    assert paths == [f"/members/count/{program.passkit_program_id}"]
+    assert tasks.reconcile(campaign_id, conninfo=url)["status"] == "FAILED"
+    abort_reason = db.execute("SELECT abort_reason FROM push_campaigns WHERE id = %s", (campaign_id,)).fetchone()[0]
+    assert "HTTP 404: program not found" in abort_reason
 
 
 def test_unknown_members_fail_permanently_with_their_reason(migrated_database_url, program, emulator,
