@@ -1,11 +1,16 @@
 """The lift report: did the campaign bring members back, compared with the held-out group?
 
-For one campaign and a window after it (default 7 days), treated members (SENT) are compared with
-held-out ones (HELD_OUT) on two outcomes: the share who came back (their pass changed after the
-campaign, within the window) and the points earned since the audience was resolved. Each
-difference comes with a 95 % confidence interval (normal approximation: Wald for the difference
-of two proportions, Welch for the difference of two means), and the report is stored in
-``push_campaign_lift``.
+For one campaign and a window after it (default 7 days), treated members are compared with held-out
+ones (HELD_OUT) on two outcomes: the share who came back (their pass changed after the campaign, within
+the window) and the points earned since the audience was resolved. Each difference comes with a 95 %
+confidence interval (normal approximation: Wald for the difference of two proportions, Welch for the
+difference of two means), and the report is stored in ``push_campaign_lift``.
+
+Treated means assigned to the send (a batch number at resolution), whatever happened at send time, as the
+held-out group keeps everyone the random draw put in it: comparing only the members actually reached (SENT)
+left a dead pass (404), a quiet-hours skip or a frequency cap on one side only, and showed lift where there
+was none. A report is computed once its window has ended, the day after (the ``campaign_lift_report`` DAG):
+"came back" is read from the pass's last update, which a later visit moves past the window.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ OUTCOMES_SQL = """
 WITH campaign AS (
     SELECT coalesce(confirmed_at, started_at, created_at) AS sent_at FROM push_campaigns WHERE id = %(campaign_id)s
 )
-SELECT r.status,
+SELECT CASE WHEN r.status = 'HELD_OUT' THEN 'HELD_OUT' ELSE 'TREATED' END,
        count(*),
        count(*) FILTER (WHERE p.last_updated > c.sent_at
                           AND p.last_updated <= c.sent_at + make_interval(days => %(window_days)s)),
@@ -35,8 +40,8 @@ SELECT r.status,
 FROM push_campaign_recipients r
 JOIN passes_master p ON p.id = r.pass_id
 CROSS JOIN campaign c
-WHERE r.campaign_id = %(campaign_id)s AND r.status IN ('SENT', 'HELD_OUT')
-GROUP BY r.status
+WHERE r.campaign_id = %(campaign_id)s AND (r.batch_no IS NOT NULL OR r.status = 'HELD_OUT')
+GROUP BY 1
 """
 
 UPSERT_SQL = """
@@ -132,15 +137,30 @@ def _groups(conn: psycopg.Connection, campaign_id: str, window_days: int) -> dic
     rows = conn.execute(OUTCOMES_SQL, {"campaign_id": campaign_id, "window_days": window_days}).fetchall()
     groups = {status: GroupOutcome(n, returned, mean or 0.0, var or 0.0) for status, n, returned, mean, var in rows}
     empty = GroupOutcome(0, 0, 0.0, 0.0)
-    return {"SENT": groups.get("SENT", empty), "HELD_OUT": groups.get("HELD_OUT", empty)}
+    return {"TREATED": groups.get("TREATED", empty), "HELD_OUT": groups.get("HELD_OUT", empty)}
+
+
+def _check_window_ended(conn: psycopg.Connection, campaign_id: str, window_days: int) -> None:
+    # stored early, a report was final: campaigns_due never computed it again with the whole window
+    row = conn.execute(
+        "SELECT confirmed_at, confirmed_at + make_interval(days => %s), now() FROM push_campaigns WHERE id = %s",
+        (window_days, campaign_id)).fetchone()
+    if row is None:
+        raise CampaignConfigError(f"unknown campaign {campaign_id!r}")
+    confirmed_at, window_end, now = row
+    if confirmed_at is None:
+        raise CampaignConfigError(f"campaign {campaign_id} was never allowed to send: it has no lift to measure")
+    if window_end > now:
+        raise CampaignConfigError(
+            f"the {window_days}-day window of campaign {campaign_id} ends at {window_end:%Y-%m-%d %H:%M %Z}: "
+            "a report before then would be stored as its result; run it after that")
 
 
 def compute_lift(conn: psycopg.Connection, campaign_id: str, window_days: int = DEFAULT_WINDOW_DAYS) -> LiftReport:
-    """Compute and store the lift report of one campaign."""
-    if conn.execute("SELECT 1 FROM push_campaigns WHERE id = %s", (campaign_id,)).fetchone() is None:
-        raise CampaignConfigError(f"unknown campaign {campaign_id!r}")
+    """Compute and store the lift report of one campaign, once its window has ended."""
+    _check_window_ended(conn, campaign_id, window_days)
     groups = _groups(conn, campaign_id, window_days)
-    treated, held_out = groups["SENT"], groups["HELD_OUT"]
+    treated, held_out = groups["TREATED"], groups["HELD_OUT"]
     return_lift = difference_of_proportions(treated, held_out)
     points_lift = difference_of_means(treated, held_out)
     report = LiftReport(

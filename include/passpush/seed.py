@@ -201,7 +201,8 @@ def simulate_response(conninfo: str, campaign_id: str, *, base_return_rate: floa
                       base_points: float = 20.0, points_lift: float = 0.0, window_days: int = 7,
                       seed: int = 7) -> None:
     """Pretend members reacted to a campaign: held-out members come back with ``base_return_rate``,
-    treated ones with ``base_return_rate + return_lift``; those who come back earn points.
+    reached ones (SENT) with ``base_return_rate + return_lift``, members the send did not reach at the base
+    rate; those who come back earn points.
 
     Lets a test check that the lift report recovers an effect that is known in advance.
     """
@@ -214,7 +215,7 @@ def simulate_response(conninfo: str, campaign_id: str, *, base_return_rate: floa
             ),
             reacted AS (
                 SELECT r.pass_id, r.status FROM push_campaign_recipients r
-                WHERE r.campaign_id = %(c)s AND r.status IN ('SENT', 'HELD_OUT')
+                WHERE r.campaign_id = %(c)s AND (r.batch_no IS NOT NULL OR r.status = 'HELD_OUT')
                   AND random() < %(base)s + CASE WHEN r.status = 'SENT' THEN %(lift)s ELSE 0 END
             )
             UPDATE passes_master p

@@ -10,6 +10,7 @@ import pytest
 
 from passpush import campaigns, lift, sending, tasks
 from passpush.emulator.control import EmulatorControl, EmulatorProcess
+from passpush.errors import CampaignConfigError
 from passpush.passkit import PassKitSettings
 from passpush.seed import SeededProgram, simulate_response
 
@@ -88,11 +89,22 @@ def test_holdout_is_a_reproducible_random_share_that_is_never_sent(migrated_data
     assert _members(db, other, "HELD_OUT") != held
 
 
+def _sent_days_ago(db: psycopg.Connection, campaign_id: str, days: int) -> None:
+    """Every assigned member SENT, the campaign confirmed `days` ago: its lift window may have ended."""
+    db.execute("UPDATE push_campaigns SET confirmed_at = now() - make_interval(days => %s) WHERE id = %s",
+               (days, campaign_id))
+    db.execute("UPDATE push_campaign_recipients SET status = 'SENT', sent_at = now() - make_interval(days => %s)"
+               " WHERE campaign_id = %s AND status = 'PENDING'", (days, campaign_id))
+    # the seeded activity stops before the campaign: who comes back is what each test simulates
+    db.execute("UPDATE passes_master p SET last_updated = c.confirmed_at - interval '1 day'"
+               " FROM push_campaigns c WHERE c.id = %s AND p.program_id = c.program_id"
+               " AND p.last_updated >= c.confirmed_at", (campaign_id,))
+
+
 def test_lift_report_recovers_a_known_effect(migrated_database_url, seed_loyalty, db) -> None:
     program = seed_loyalty(6000)
     campaign_id, _ = _resolve(migrated_database_url, program, holdout_percent=50)
-    db.execute("UPDATE push_campaign_recipients SET status = 'SENT', sent_at = now() WHERE campaign_id = %s"
-               " AND status = 'PENDING'", (campaign_id,))
+    _sent_days_ago(db, campaign_id, 8)
     simulate_response(migrated_database_url, campaign_id, base_return_rate=0.20, return_lift=0.10,
                       base_points=40, points_lift=20)
 
@@ -113,14 +125,55 @@ def test_lift_report_recovers_a_known_effect(migrated_database_url, seed_loyalty
 def test_no_effect_gives_an_interval_around_zero(migrated_database_url, seed_loyalty, db) -> None:
     program = seed_loyalty(4000)
     campaign_id, _ = _resolve(migrated_database_url, program, holdout_percent=50)
-    db.execute("UPDATE push_campaign_recipients SET status = 'SENT', sent_at = now() WHERE campaign_id = %s"
-               " AND status = 'PENDING'", (campaign_id,))
+    _sent_days_ago(db, campaign_id, 8)
     simulate_response(migrated_database_url, campaign_id, base_return_rate=0.3, return_lift=0.0, seed=11)
 
     with psycopg.connect(migrated_database_url) as conn:
         report = lift.compute_lift(conn, campaign_id)
 
     assert report.return_lift_ci_low < 0 < report.return_lift_ci_high
+
+
+def test_members_the_send_did_not_reach_stay_in_the_treated_group(migrated_database_url, seed_loyalty, db) -> None:
+    """Dead passes (404) are in both groups; comparing only SENT with everyone held out showed lift."""
+    program = seed_loyalty(4000)
+    campaign_id, _ = _resolve(migrated_database_url, program, holdout_percent=50)
+    _sent_days_ago(db, campaign_id, 8)
+    # 15 % of the members have a dead pass and never come back: the send fails for those in the treated group
+    dead = "('x' || substr(md5(r.member_id), 1, 4))::bit(16)::int %% 100 < 15"
+    db.execute(f"UPDATE push_campaign_recipients r SET status = 'FAILED', reason = 'http_404', sent_at = NULL"
+               f" WHERE campaign_id = %s AND status = 'SENT' AND {dead}", (campaign_id,))
+    confirmed_at = db.execute("SELECT confirmed_at FROM push_campaigns WHERE id = %s", (campaign_id,)).fetchone()[0]
+    db.execute(f"UPDATE passes_master p SET last_updated = %s + interval '1 day' FROM push_campaign_recipients r"
+               f" WHERE r.campaign_id = %s AND p.id = r.pass_id AND NOT ({dead}) AND random() < 0.3",
+               (confirmed_at, campaign_id))  # no effect: the living come back at 30 % in both groups
+
+    with psycopg.connect(migrated_database_url) as conn:
+        report = lift.compute_lift(conn, campaign_id)
+
+    failed = db.execute("SELECT count(*) FROM push_campaign_recipients WHERE campaign_id = %s AND status = 'FAILED'",
+                        (campaign_id,)).fetchone()[0]
+    assert failed > 100 and report.treated == failed + len(_members(db, campaign_id, "SENT"))
+    assert report.return_lift_ci_low < 0 < report.return_lift_ci_high  # SENT only: +4.5 points, "significant"
+
+
+def test_a_lift_report_waits_for_its_window_to_end(migrated_database_url, seed_loyalty, db) -> None:
+    program = seed_loyalty(200)
+    campaign_id, _ = _resolve(migrated_database_url, program, holdout_percent=50)
+    _sent_days_ago(db, campaign_id, 3)
+    never_sent = tasks.create_campaign({"program_id": program.program_id, "name": "t", "message": "Hi",
+                                        "holdout_percent": 50}, dag_id="test", run_id=str(uuid.uuid4()),
+                                       conninfo=migrated_database_url)
+
+    with psycopg.connect(migrated_database_url) as conn:
+        with pytest.raises(CampaignConfigError, match=r"the 7-day window of campaign .* ends at .*run it after that"):
+            lift.compute_lift(conn, campaign_id)
+        with pytest.raises(CampaignConfigError, match="was never allowed to send"):
+            lift.compute_lift(conn, never_sent)
+        assert lift.compute_lift(conn, campaign_id, window_days=2).window_days == 2
+
+    assert db.execute("SELECT window_days FROM push_campaign_lift WHERE campaign_id = %s",
+                      (campaign_id,)).fetchall() == [(2,)]
 
 
 def test_interval_arithmetic() -> None:
