@@ -56,6 +56,45 @@ def test_cooldown_skips_members_reached_by_the_same_recurring_campaign(
     assert "cooldown" not in other_preview["skipped"]
 
 
+def _reasons(db: psycopg.Connection, campaign_id: str, reason: str) -> set[str]:
+    return {r[0] for r in db.execute("SELECT member_id FROM push_campaign_recipients WHERE campaign_id = %s"
+                                     " AND reason = %s", (campaign_id, reason))}
+
+
+def test_only_a_run_allowed_to_send_cools_down_its_held_out_members(migrated_database_url, seed_loyalty,
+                                                                     db) -> None:
+    """Each dry run (and each run cancelled before sending) drew a fresh holdout that was then locked out."""
+    url, program = migrated_database_url, seed_loyalty(400)
+    weekly = {"recurring_key": "weekly", "holdout_percent": 20, "frequency_cap_hours": 0}
+    base = {"program_id": program.program_id, "name": "t", "message": "Hi {first_name|there}", **weekly}
+    for dry_run in (True, False):  # a preview, and a run that never got its confirmation
+        unsent = tasks.create_campaign({**base, "dry_run": dry_run}, dag_id="test", run_id=str(uuid.uuid4()),
+                                       conninfo=url)
+        tasks.resolve_audience(unsent, conninfo=url)
+        assert _members(db, unsent, "HELD_OUT")
+    allowed, _ = _resolve(url, program, **weekly)  # confirmed: its held-out group is the lift's control
+    held = _members(db, allowed, "HELD_OUT")
+
+    again, _ = _resolve(url, program, **weekly, message="Another week, {first_name|there}")
+
+    assert held and _reasons(db, again, "cooldown") == held
+
+
+def test_a_delivery_in_doubt_counts_as_reached_for_the_cooldown(migrated_database_url, seed_loyalty, db) -> None:
+    """reconcile closes a request that may have landed as FAILED in_doubt_unverified: its phone may have buzzed."""
+    url, program = migrated_database_url, seed_loyalty(100)
+    first, _ = _resolve(url, program, recurring_key="weekly", frequency_cap_hours=0)
+    in_doubt = {r[0] for r in db.execute(
+        "UPDATE push_campaign_recipients SET status = 'FAILED', reason = 'in_doubt_unverified', updated_at = now()"
+        " WHERE campaign_id = %s AND member_id IN (SELECT member_id FROM push_campaign_recipients"
+        " WHERE campaign_id = %s AND status = 'PENDING' ORDER BY member_id LIMIT 5) RETURNING member_id",
+        (first, first))}
+
+    again, _ = _resolve(url, program, recurring_key="weekly", frequency_cap_hours=0, message="Again, {points}")
+
+    assert len(in_doubt) == 5 and _reasons(db, again, "cooldown") == in_doubt
+
+
 @pytest.mark.emulator
 def test_a_test_send_reaches_only_the_test_recipients(migrated_database_url, program, emulator,
                                                       emulator_control: EmulatorControl, db) -> None:
