@@ -28,6 +28,7 @@ _NAME = re.compile(r"[a-z][a-z0-9_]{0,60}")
 _FIELDS = {"name", "title", "program_id", "schedule", "timezone", "audience", "message", "max_recipients",
            "cooldown_days", "holdout_percent", "enabled", "batch_size", "rate_limit_per_second", "quiet_hours",
            "quiet_hours_start", "quiet_hours_end", "quiet_hours_policy"}
+_AUDIENCE_FIELDS = {"segment", "params", "all_active"}
 _PLACEHOLDER_PROGRAM = "00000000-0000-0000-0000-000000000000"
 
 
@@ -119,6 +120,8 @@ def _parse_entry(path: Path, node: yaml.Node, entry: Any) -> RecurringCampaign:
         raise _fail(path, nodes.get("name", node), f"name {name!r} must be lower-case letters, digits, underscores")
     _check_schedule(path, nodes, node, entry.get("schedule"), entry.get("timezone", "UTC"))
     audience = entry.get("audience") or {}
+    _check_audience_keys(path, nodes.get("audience"), audience)
+    _check_clocks(path, nodes, entry)
     segment = audience.get("segment") if isinstance(audience, dict) else None
     if not isinstance(audience, dict) or (segment is None and not audience.get("all_active")) or \
             (segment is not None and segment not in SEGMENTS):
@@ -141,6 +144,25 @@ def _parse_entry(path: Path, node: yaml.Node, entry: Any) -> RecurringCampaign:
     return campaign
 
 
+def _check_audience_keys(path: Path, node: yaml.Node | None, audience: Any) -> None:
+    # a typo such as `parmas:` was ignored: the segment ran with its default parameters
+    if not isinstance(audience, dict) or not isinstance(node, yaml.MappingNode):
+        return
+    unknown = sorted(set(audience) - _AUDIENCE_FIELDS)
+    if unknown:
+        key_node = next(key for key, _ in node.value if key.value == unknown[0])
+        raise _fail(path, key_node, f"unknown audience field {unknown[0]!r}; fields: "
+                                    f"{', '.join(sorted(_AUDIENCE_FIELDS))}")
+
+
+def _check_clocks(path: Path, nodes: dict[str, yaml.Node], entry: dict[str, Any]) -> None:
+    # YAML 1.1 reads an unquoted 22:00 as the base-60 number 1320, which read as a clock is 13:20
+    for key in ("quiet_hours_start", "quiet_hours_end"):
+        if key in entry and not isinstance(entry[key], str):
+            raise _fail(path, nodes.get(key), f"{key} must be quoted, like \"22:00\": YAML reads "
+                                              f"{nodes[key].value} unquoted as the number {entry[key]!r}")
+
+
 def _enabled(path: Path, node: yaml.Node, value: Any) -> bool:
     # bool("false") is True: a quoted "false" made the campaign live, scheduled and sending for real
     if isinstance(value, str) and value.lower() in {"true", "false"}:
@@ -160,6 +182,23 @@ def _validate_as_conf(path: Path, node: yaml.Node, campaign: RecurringCampaign) 
             get_segment(spec.segment).bind(spec.segment_params)
     except PassPushError as err:
         raise _fail(path, node, f"campaign {campaign.name!r}: {err}") from err
+    _validate_as_form(path, node, campaign)
+
+
+def _validate_as_form(path: Path, node: yaml.Node, campaign: RecurringCampaign) -> None:
+    """The values become the DAG's form defaults: one that its schema refuses (a quoted "10" for a number)
+    failed the whole DAG file's import, with no file or line, and took every recurring DAG with it."""
+    from airflow.sdk.exceptions import ParamValidationError
+
+    from passpush.campaign_dag import form_params
+
+    for key, param in form_params(**{k: v for k, v in campaign.conf().items() if v is not None}).items():
+        try:
+            param.resolve(suppress_exception=False)
+        except ParamValidationError as err:
+            first_line = str(err).splitlines()[0]
+            raise _fail(path, _value_nodes(node).get(key, node) if isinstance(node, yaml.MappingNode) else node,
+                        f"campaign {campaign.name!r}: {key}: {first_line}") from err
 
 
 def load_recurring(path: Path | None = None) -> list[RecurringCampaign]:

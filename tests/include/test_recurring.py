@@ -70,6 +70,13 @@ def test_good_file(tmp_path: Path) -> None:
     (("name: whales_monthly", "name: slumber_winback"), 10, "used twice"),
     (("holdout_percent: 5", "enabled: \"no\""), 16, "enabled must be true or false, got 'no'"),
     (("holdout_percent: 5", "enabled:"), 16, "enabled must be true or false, got None"),
+    # a typo inside audience ran the segment with its default parameters (whale: 500 points, not 2000)
+    (("params: {min_points: 2000}", "parmas: {min_points: 2000}"), 14, "unknown audience field 'parmas'"),
+    # YAML reads an unquoted 22:00 as 1320, which read as a clock was 13:20
+    (("holdout_percent: 5", "quiet_hours_start: 22:00"), 16, 'must be quoted, like "22:00"'),
+    # values the DAG's form refuses failed the import of every recurring DAG, with no file or line
+    (("holdout_percent: 5", 'holdout_percent: "5"'), 16, "holdout_percent: '5' is not of type 'number'"),
+    (("holdout_percent: 5", 'batch_size: "500"'), 16, "batch_size: '500' is not of type 'integer'"),
 ])
 def test_bad_file_names_file_line_and_problem(tmp_path: Path, change: tuple[str, str], line: int,
                                               words: str) -> None:
