@@ -23,4 +23,6 @@ COPY --chown=airflow:0 plugins /opt/passpush/plugins
 # so passpush's dependencies cannot move it, and the rest comes at the versions the tests ran with
 # (constraints.txt); editable, so every file under include/ is used in place.
 USER airflow
+# The uploads volume (docker-compose.yaml) takes this folder's owner: the airflow user, who writes uploads
+RUN mkdir -p /opt/airflow/uploads
 RUN pip install --no-cache-dir -c /opt/passpush/constraints.txt "apache-airflow==${AIRFLOW_VERSION}" -e /opt/passpush

@@ -135,6 +135,17 @@ def test_layout_is_airflows_celery_layout(compose: dict[str, Any]) -> None:
         assert service.get("profiles") == (["demo"] if name in DEMO_SERVICES else None), name
 
 
+def test_every_airflow_service_shares_the_upload_folder(compose: dict[str, Any]) -> None:
+    """The page saves a CSV on the api-server and a worker reads it: each had its own folder (count 2,
+    then "csv_path does not exist" at resolve)."""
+    services = compose["services"]
+    for name in AIRFLOW_SERVICES:
+        folder = services[name]["environment"]["PASSPUSH_UPLOAD_DIR"]
+        assert f"passpush-uploads:{folder}" in services[name]["volumes"], name
+    assert "passpush-uploads" in compose["volumes"]
+    assert "mkdir -p /opt/airflow/uploads" in DOCKERFILE.read_text()  # owned by airflow, not root
+
+
 def test_validates_against_the_compose_specification(rendered: dict[str, Any]) -> None:
     assert hashlib.sha256(SCHEMA.read_bytes()).hexdigest() == SCHEMA_SHA256, "vendored schema was modified"
     schema = json.loads(SCHEMA.read_text())
