@@ -123,6 +123,9 @@ WITH pick AS MATERIALIZED (
     SELECT member_id, passkit_id, reason FROM push_campaign_recipients
     WHERE {scope}
       AND status = ANY(%(statuses)s)
+      -- once per run: a row this run already gave up on waits for the next run (the task's retry,
+      -- reconcile); claimed again at once, a PassKit outage kept a sender on its first rows for ever
+      AND NOT (status = 'RETRYABLE' AND updated_at >= %(run_started)s)
       AND NOT (%(quiet)s
                AND passpush_in_quiet_hours(%(now)s, coalesce(timezone, 'UTC'), %(quiet_start)s, %(quiet_end)s))
     ORDER BY member_id LIMIT %(limit)s
@@ -242,6 +245,7 @@ class BatchSender:
         self._abort: str | None = None
         self._db_lock = asyncio.Lock()
         self._range: tuple[str, str] | None = None
+        self._run_started = datetime.max.replace(tzinfo=UTC)  # the database's clock, read when run() starts
 
     # ---- database -----------------------------------------------------------------------------
 
@@ -272,7 +276,7 @@ class BatchSender:
                 "first_member": first, "last_member": last,
                 "quiet": quiet is not None, "now": self.options.clock(),
                 "quiet_start": quiet.start if quiet else None, "quiet_end": quiet.end if quiet else None,
-                "cap_seconds": self.options.frequency_cap_seconds}
+                "cap_seconds": self.options.frequency_cap_seconds, "run_started": self._run_started}
 
     async def _claim(self, statuses: Sequence[str], limit: int) -> list[Recipient]:
         while True:  # until a row to send is claimed, or none is left (a chunk may be all capped)
@@ -452,6 +456,7 @@ class BatchSender:
 
     async def run(self, statuses: Sequence[str] = ("PENDING", "RETRYABLE")) -> SendSummary:
         started = time.monotonic()
+        self._run_started = (await self._execute("SELECT now()", {}))[0][0]
         await self.find_batch()
         await self._check_abort()
         if self.options.quiet_hours and self.options.quiet_hours.policy == "skip" and not self._abort:

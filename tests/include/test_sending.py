@@ -194,6 +194,33 @@ def test_a_missing_or_wrong_passkit_connection_fails_the_campaign_with_the_reaso
     assert reason in abort_reason
 
 
+def test_passkit_down_for_longer_than_the_retries_ends_the_run_with_each_row_tried_once(
+        migrated_database_url, program, emulator, emulator_control: EmulatorControl, db,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row given up on was claimed again at once: the sender kept retrying its first rows for ever and
+    never reached the rest, the task never ended, and the buzz went out whenever PassKit came back."""
+    url = migrated_database_url
+    campaign_id = _campaign(url, program)
+    emulator_control.configure(fault_503=1.0)
+    options = _options(max_attempts=2, max_backoff_seconds=0.05, max_in_flight=8)  # far fewer than the rows
+
+    summary = asyncio.run(asyncio.wait_for(
+        sending.send_async(url, campaign_id, None, _settings(emulator), options), timeout=120))
+
+    eligible = program.eligible_apple + program.eligible_google
+    assert summary.claimed == eligible and summary.retryable == eligible and summary.sent == 0
+    assert emulator_control.stats()["requests_total"] == 2 * eligible  # each row: its two attempts, once
+    assert db.execute("SELECT status, reason, attempts, count(*) FROM push_campaign_recipients"
+                      " WHERE campaign_id = %s AND batch_no IS NOT NULL GROUP BY 1, 2, 3",
+                      (campaign_id,)).fetchall() == [("RETRYABLE", "retries_exhausted", 2, eligible)]
+
+    emulator_control.configure(fault_503=0.0)  # PassKit is back: reconcile's pass sends each row once
+    monkeypatch.setenv("AIRFLOW_CONN_PASSKIT_DEFAULT", localdev.passkit_connection_json(
+        emulator.url, emulator.api_key, emulator.api_secret))
+    assert tasks.reconcile(campaign_id, conninfo=url)["status"] == "COMPLETED"
+    assert emulator_control.notification_summary(program.passkit_program_id)["max_per_member"] == 1
+
+
 @contextmanager
 def _passkit_answering(status: int, body: dict[str, object]) -> Iterator[tuple[str, list[str]]]:
     """A PassKit stand-in on a real port that answers every request with one status; yields (url, paths)."""
