@@ -22,6 +22,9 @@ from passpush.paths import STATE_DIR
 
 UPLOAD_DIR_ENV = "PASSPUSH_UPLOAD_DIR"
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024  # a million ids is ~15 MB; anything far larger is not a member list
+# One limit for reading a CSV in the DAG and for taking it at the campaign page: with two, a file the page
+# accepted could be refused when counted or sent.
+MAX_BYTES_ENV = "PASSPUSH_UPLOAD_MAX_BYTES"
 ID_HEADERS = {"member_id", "memberid", "member", "external_id", "externalid", "member_number", "id"}
 # A member id: letters, digits and a few separators; never starting with a formula trigger.
 VALID_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:@+-]{0,127}")
@@ -59,8 +62,23 @@ def check_location(location: str) -> str:
     return str(path)
 
 
-def read_bytes(location: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
-    """Read the file through Airflow's ObjectStoragePath so workers on other machines can reach it."""
+def max_bytes_setting() -> int:
+    """The size limit of a member-id CSV: ``PASSPUSH_UPLOAD_MAX_BYTES``, else 32 MB."""
+    raw = os.environ.get(MAX_BYTES_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_BYTES
+    if not (raw.isascii() and raw.isdigit()) or int(raw) == 0:
+        raise AudienceError(f"{MAX_BYTES_ENV}={raw!r} is not a size in bytes")
+    return int(raw)
+
+
+def read_bytes(location: str, max_bytes: int | None = None) -> bytes:
+    """Read the file through Airflow's ObjectStoragePath so workers on other machines can reach it.
+
+    At most ``max_bytes``, by default the limit the campaign page's uploads have (``max_bytes_setting``).
+    """
+    if max_bytes is None:
+        max_bytes = max_bytes_setting()
     location = check_location(location)
     if location.startswith(REMOTE_SCHEMES):
         from airflow.sdk import ObjectStoragePath

@@ -291,6 +291,31 @@ def test_file_over_the_size_limit_is_refused(uploads: Path) -> None:
     assert len(read_bytes(str(path), max_bytes=3 * 1024 * 1024)) == path.stat().st_size
 
 
+def test_the_limit_is_the_upload_setting_of_the_campaign_page(uploads: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The DAG reads a CSV under the limit the page takes uploads under: one setting, 32 MB by default."""
+    path = uploads / "list.csv"
+    path.write_bytes(b"member_id\n" + b"CUST-000001\n" * 100)  # 1,210 bytes
+    assert read_bytes(str(path)) == path.read_bytes()
+
+    monkeypatch.setenv("PASSPUSH_UPLOAD_MAX_BYTES", "1000")
+    with pytest.raises(AudienceError, match="is over the"):
+        read_bytes(str(path))
+    monkeypatch.setenv("PASSPUSH_UPLOAD_MAX_BYTES", "1210")
+    assert read_bytes(str(path)) == path.read_bytes()
+    monkeypatch.setenv("PASSPUSH_UPLOAD_MAX_BYTES", "64MB")
+    with pytest.raises(AudienceError, match=r"PASSPUSH_UPLOAD_MAX_BYTES='64MB' is not a size in bytes"):
+        read_bytes(str(path))
+
+
+def test_without_the_setting_the_limit_is_32_mb(uploads: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PASSPUSH_UPLOAD_MAX_BYTES", raising=False)
+    path = uploads / "big.csv"
+    with path.open("wb") as handle:
+        handle.truncate(32 * 1024 * 1024 + 1)  # sparse: no 32 MB written
+    with pytest.raises(AudienceError, match="is over the 32 MB limit"):
+        read_bytes(str(path))
+
+
 def test_file_exactly_at_the_limit_is_read(uploads: Path) -> None:
     path = uploads / "exact.csv"
     path.write_bytes(b"x" * 1000)

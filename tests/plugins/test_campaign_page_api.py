@@ -270,6 +270,26 @@ def test_an_upload_over_the_size_limit_is_refused(marketing: TestClient, page_en
     assert len(list(page_env.rglob("*.csv"))) == 1
 
 
+def test_an_upload_is_counted_under_the_limit_it_was_taken_under(marketing: TestClient, program: SeededProgram,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page and the DAG's CSV reader share one limit: what the page takes, the count reads (and refuses alike)."""
+    content = b"member_id\n" + b"CUST-0000001\n" * 100  # 1,310 bytes
+    monkeypatch.setenv("PASSPUSH_UPLOAD_MAX_BYTES", "2000")
+    stored = _upload(marketing, content).json()
+    form = _form(program, audience="csv", csv_path=stored["csv_path"])
+    assert marketing.get(f"{API}/session").json()["max_upload_bytes"] == 2000
+
+    counted = marketing.post(f"{API}/preview", json=form)
+    monkeypatch.setenv("PASSPUSH_UPLOAD_MAX_BYTES", "1000")
+    refused_upload = _upload(marketing, content)
+    refused_count = marketing.post(f"{API}/preview", json=form)
+
+    assert counted.status_code == 200, counted.text
+    assert refused_upload.status_code == 413
+    assert refused_count.status_code == 422
+    assert "is over the" in refused_count.json()["detail"]
+
+
 def test_an_upload_without_a_file_field_is_refused(marketing: TestClient) -> None:
     response = marketing.post(f"{API}/uploads", data={"note": "no file"})
 
@@ -463,6 +483,57 @@ def test_a_lift_relation_is_read_for_the_campaign_and_its_absence_explained(
                        "rows": [{"campaign_id": campaign_id, "window_days": 7, "return_lift": Decimal("0.042")}]}
     assert no_key == {"available": False, "note": f"{view}_bad has no campaign_id column"}
     assert absent == {"available": False, "note": f"no {view} table or view in the loyalty database yet"}
+
+
+def _resolved(program: SeededProgram, conninfo: str, **conf: Any) -> str:
+    """A campaign created and resolved by the DAG's tasks, as a dry run."""
+    campaign_id = tasks.create_campaign(_form(program, dry_run=True, **conf), dag_id="push_campaign",
+                                        run_id=uuid.uuid4().hex, conninfo=conninfo)
+    tasks.resolve_audience(campaign_id, conninfo=conninfo)
+    return campaign_id
+
+
+def test_a_reader_sees_a_campaign_without_its_member_data(
+        viewer: TestClient, marketing: TestClient, program: SeededProgram, migrated_database_url: str,
+        db: psycopg.Connection) -> None:
+    ids = _member_ids(db, program, 3)
+    query = f"SELECT unnest(ARRAY['{ids[0]}', '{ids[1]}', '{ids[2]}', 'SECRET-NO-MEMBER']) AS member_id"
+    campaign_id = _resolved(program, migrated_database_url, audience="sql", sql=query)
+
+    launcher = marketing.get(f"{API}/campaigns/{campaign_id}")
+    reader = viewer.get(f"{API}/campaigns/{campaign_id}")
+
+    assert launcher.status_code == reader.status_code == 200
+    full, redacted = launcher.json(), reader.json()
+    assert full["preview"]["samples"] and full["preview"]["unknown_sample"] == ["SECRET-NO-MEMBER"]
+    assert full["campaign"]["target_query"] == f"Custom SQL: {query}"
+    # The reader gets the counts and the campaign, not who was picked or what they read.
+    assert redacted["preview"] == {k: v for k, v in full["preview"].items() if k not in ("samples", "unknown_sample")}
+    assert redacted["campaign"]["target_query"] == "Custom SQL (shown to users who may trigger push_campaign)"
+    assert redacted["counts"] == full["counts"]
+    for secret in ("SECRET-NO-MEMBER", *ids, full["preview"]["samples"][0]["message"], "unnest"):
+        assert secret not in reader.text, secret
+    # Named columns only: the stored audience and options hold the SQL and test recipients.
+    assert {"audience", "options", "csv_upload_url"}.isdisjoint(full["campaign"])
+    assert {"name", "message_text", "status", "created_at", "program_name"} <= set(redacted["campaign"])
+
+
+def test_a_reader_sees_the_history_without_custom_sql_or_test_recipients(
+        viewer: TestClient, marketing: TestClient, program: SeededProgram, migrated_database_url: str,
+        db: psycopg.Connection) -> None:
+    ids = _member_ids(db, program, 2)
+    _resolved(program, migrated_database_url, audience="sql", sql=f"SELECT '{ids[0]}' AS member_id")
+    _resolved(program, migrated_database_url, test_recipients=ids)
+    params = {"program_id": program.program_id}
+
+    full = marketing.get(f"{API}/campaigns", params=params)
+    redacted = viewer.get(f"{API}/campaigns", params=params)
+
+    assert sorted(c["audience"] for c in full.json()["campaigns"]) == [
+        f"Custom SQL: SELECT '{ids[0]}' AS member_id", f"Test send to 2 members: {ids[0]}, {ids[1]}"]
+    assert sorted(c["audience"] for c in redacted.json()["campaigns"]) == [
+        "Custom SQL (shown to users who may trigger push_campaign)", "Test send to 2 members"]
+    assert not any(member_id in redacted.text for member_id in ids)
 
 
 def test_an_unknown_campaign_is_a_404_and_a_preview_row_is_not_a_campaign(marketing: TestClient) -> None:

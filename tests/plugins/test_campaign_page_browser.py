@@ -234,3 +234,116 @@ def test_a_marketing_user_launches_a_csv_campaign_and_follows_it(
     expect(frame.locator("#chart svg")).to_be_visible()
     expect(frame.locator("#detail-run")).to_have_attribute("href", re.compile(re.escape(run_id.split(":")[0])))
     _screenshot(page, "4-detail")
+
+
+def _compose(frame: Any, program: SeededProgram, name: str) -> None:
+    frame.locator("#program").select_option(program.program_id)
+    frame.locator("#name").fill(name)
+    frame.locator("#message").fill(MESSAGE)
+
+
+def _member_csv(tmp_path: Path, db: psycopg.Connection, program: SeededProgram, name: str, count: int) -> Path:
+    ids = [r[0] for r in db.execute("SELECT external_id FROM passes_master WHERE program_id = %s"
+                                    " ORDER BY external_id LIMIT %s", (program.program_id, count))]
+    path = tmp_path / name
+    path.write_text("member_id\n" + "".join(f"{i}\n" for i in ids))
+    return path
+
+
+def _requests_to(page: Any, path: str) -> list[Any]:
+    """Every request the page sends to this API path, from now on."""
+    seen: list[Any] = []
+    page.on("request", lambda request: seen.append(request) if urlsplit(request.url).path.endswith(path) else None)
+    return seen
+
+
+def test_a_file_picked_while_another_uploads_is_never_sent_under_the_first_count(
+        page: Any, api_server: ApiServer, seed_loyalty: Callable[..., SeededProgram], db: psycopg.Connection,
+        tmp_path: Path) -> None:
+    """Upload A, count it, pick B: Send waits for B's own count, and a confirmation of A never launches B."""
+    from playwright.sync_api import expect
+
+    program = seed_loyalty(120)
+    first = _member_csv(tmp_path, db, program, "first.csv", 40)
+    second = _member_csv(tmp_path, db, program, "second.csv", 12)
+    launches = _requests_to(page, "/passpush/api/launch")
+    _sign_in(page, api_server, "marketing")
+    frame = _page_frame(page)
+    _compose(frame, program, f"Race {secrets.token_hex(3)}")
+    frame.locator("input[name=audience][value=csv]").check()
+    send = frame.locator("#send-button")
+
+    frame.locator("#csv-file").set_input_files(str(first))
+    expect(frame.locator("#preview-targeted")).to_have_text("40")
+    expect(send).to_be_enabled()
+
+    # The second file's upload is held: while it is on its way, the first file's count cannot be sent.
+    held: list[Any] = []
+
+    def hold(route: Any) -> None:
+        held.append(route)
+
+    page.route("**/passpush/api/uploads", hold)
+    frame.locator("#csv-file").set_input_files(str(second))
+    expect(send).to_be_disabled()
+    expect(frame.locator("#preview-empty")).to_have_text("Uploading the CSV…")
+    frame.locator("#name").press("Enter")  # implicit submission: nothing either
+    expect(frame.locator("#confirm-dialog")).to_be_hidden()
+    assert len(held) == 1
+    held[0].continue_()
+    page.unroute("**/passpush/api/uploads", hold)
+    expect(frame.locator("#preview-targeted")).to_have_text("12")
+    expect(send).to_be_enabled()
+
+    # The dialog confirms the second file's count; the first file picked again meanwhile is not launched.
+    send.click()
+    expect(frame.locator("#confirm-audience")).to_have_text("Audience: second.csv (12 member ids).")
+    frame.locator("#csv-file").set_input_files(str(first))
+    expect(frame.locator("#csv-status")).to_contain_text("first.csv: 40 member ids")
+    frame.locator("#confirm-send").click()
+
+    expect(frame.locator("#form-error")).to_contain_text("The form changed after the count you confirmed")
+    expect(frame.locator("#preview-targeted")).to_have_text("40")
+    assert launches == []
+
+
+def test_segment_settings_are_read_as_typed_and_a_bad_entry_is_refused(
+        page: Any, api_server: ApiServer, seed_loyalty: Callable[..., SeededProgram]) -> None:
+    """"1e2" is 100 (parseInt read 1); "2.5" and "1e" are refused, never replaced by the default."""
+    from playwright.sync_api import expect
+
+    program = seed_loyalty(300)
+    previews = _requests_to(page, "/passpush/api/preview")
+    _sign_in(page, api_server, "marketing")
+    frame = _page_frame(page)
+    _compose(frame, program, f"Whales {secrets.token_hex(3)}")
+    frame.locator("input[name=audience][value=segment]").check()
+    frame.locator("#segment").select_option("whale")
+    box = frame.locator("input[name=min_points]")
+    send = frame.locator("#send-button")
+
+    box.fill("1e2")
+    expect(send).to_be_enabled()
+    assert previews[-1].post_data_json["segment_params"] == {"min_points": 100}
+    send.click()
+    expect(frame.locator("#confirm-audience")).to_have_text("Audience: segment whale, min_points 100.")
+    frame.locator("#confirm-cancel").click()
+
+    for typed, problem in (("2.5", "min_points: 2.5 is not a whole number"), ("1e", "min_points: not a number")):
+        asked = len(previews)
+        box.fill("")
+        box.press_sequentially(typed)
+        expect(frame.locator("#form-error")).to_contain_text(problem)
+        expect(frame.locator("#preview-empty")).to_contain_text(problem)
+        expect(box).to_have_attribute("aria-invalid", "true")
+        expect(send).to_be_disabled()
+        frame.locator("#count-button").click()
+        page.wait_for_timeout(1000)  # past the preview's debounce: no count was asked for
+        assert len(previews) == asked, typed
+
+    box.fill("")  # empty: the segment's default, and the dialog says so
+    expect(send).to_be_enabled()
+    assert previews[-1].post_data_json["segment_params"] == {}
+    send.click()
+    expect(frame.locator("#confirm-audience")).to_have_text("Audience: segment whale, min_points 500 (default).")
+    _screenshot(page, "5-confirm-segment")

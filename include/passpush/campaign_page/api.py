@@ -1,7 +1,9 @@
 """The page's JSON API, under ``/passpush/api``. Routes are thin: each calls one function.
 
 Reading needs read access to ``push_campaign``'s runs; preview, upload and launch need permission
-to trigger it (see ``auth``). Sync routes run in FastAPI's thread pool: psycopg and Airflow's ORM block.
+to trigger it (see ``auth``), and so does the member data in the history (rendered samples, unknown
+ids, custom SQL, test recipients): readers get the history without it. Sync routes run in FastAPI's
+thread pool: psycopg and Airflow's ORM block.
 """
 
 from __future__ import annotations
@@ -87,16 +89,18 @@ def launch_campaign(form: LaunchForm, user: CurrentUser, db: LoyaltyDb) -> dict[
 
 
 @router.get("/campaigns")
-def campaigns(db: LoyaltyDb, session: SessionDep,
+def campaigns(db: LoyaltyDb, session: SessionDep, user: CurrentUser,
               limit: Annotated[int, Query(ge=1, le=200)] = 50,
               offset: Annotated[int, Query(ge=0)] = 0,
               program_id: uuid.UUID | None = None) -> dict[str, Any]:
     with connect(db, autocommit=True) as conn:
         return history.list_campaigns(conn, session, limit=limit, offset=offset,
-                                      program_id=str(program_id) if program_id else None)
+                                      program_id=str(program_id) if program_id else None,
+                                      members=may_trigger(user))
 
 
 @router.get("/campaigns/{campaign_id}")
-def campaign(campaign_id: uuid.UUID, db: LoyaltyDb, session: SessionDep) -> dict[str, Any]:
+def campaign(campaign_id: uuid.UUID, db: LoyaltyDb, session: SessionDep, user: CurrentUser) -> dict[str, Any]:
+    """Member data (rendered samples, unknown ids, custom SQL) only for users who may trigger the DAG."""
     with connect(db, autocommit=True) as conn:
-        return history.campaign_detail(conn, session, campaign_id)
+        return history.campaign_detail(conn, session, campaign_id, members=may_trigger(user))

@@ -7,7 +7,8 @@ auth manager:
 
 * reading (programs, segments, history, details) needs read access to ``push_campaign``'s runs;
 * anything that writes or reveals member data (preview, upload, launch) needs permission to
-  trigger ``push_campaign`` (``POST`` on its runs), the same permission as Airflow's trigger button.
+  trigger ``push_campaign`` (``POST`` on its runs), the same permission as Airflow's trigger button;
+  the history gives readers without it no rendered samples, unknown ids, custom SQL or test recipients.
 
 Unsafe methods also refuse a foreign ``Origin``: the UI cookie is ``SameSite=Lax`` already,
 this is defence in depth against cross-site form posts.

@@ -27,6 +27,19 @@ LIFT_RELATION = "push_campaign_lift"
 LIFT_ROW_LIMIT = 200
 # Chart resolution by how long the campaign sent for: at most a few hundred bars.
 BUCKETS = (("second", 1, 600), ("minute", 60, 12 * 3600), ("hour", 3600, None))
+# The detail's columns of push_campaigns, named: ``c.*`` would also send ``audience`` and ``options``, which
+# hold the custom SQL and the test recipients' member ids.
+CAMPAIGN_COLUMNS = ("id", "program_id", "name", "message_text", "target_query", "status", "dry_run", "is_test",
+                    "recurring_key", "holdout_percent", "recipient_count", "sent_count", "failed_count",
+                    "skipped_count", "cancelled_count", "confirmed_at", "confirmed_count", "confirmed_by",
+                    "abort_reason", "created_at", "started_at", "finished_at", "updated_at", "dag_id",
+                    "dag_run_id", "preview")
+# What a resolution stores about members themselves (ids, personalised texts): shown only to users who
+# may trigger push_campaign, as the preview itself is (auth.py).
+MEMBER_PREVIEW_KEYS = ("samples", "unknown_sample")
+# How many test recipients a campaign had, without their ids (history.sql spells it the same way).
+TEST_RECIPIENTS = ("CASE WHEN jsonb_typeof(c.options->'test_recipients') = 'array'"
+                   " THEN jsonb_array_length(c.options->'test_recipients') ELSE 0 END AS test_recipients")
 
 
 class CampaignNotFoundError(PassPushError):
@@ -42,16 +55,30 @@ def list_programs(conn: psycopg.Connection) -> list[dict[str, Any]]:
     return _rows(conn, "programs", {})
 
 
+def audience_shown(description: str | None, mode: str | None, test_recipients: int, *,
+                   members: bool) -> str | None:
+    """The audience's description, without the custom SQL or test recipients' ids unless ``members``."""
+    if members:
+        return description
+    if test_recipients:
+        return f"Test send to {test_recipients} members"
+    if mode == "sql":
+        return "Custom SQL (shown to users who may trigger push_campaign)"
+    return description
+
+
 def list_campaigns(conn: psycopg.Connection, session: Session, *, limit: int, offset: int,
-                   program_id: str | None) -> dict[str, Any]:
+                   program_id: str | None, members: bool) -> dict[str, Any]:
     rows = _rows(conn, "history", {"preview_dag_id": PREVIEW_DAG_ID, "program_id": program_id,
                                    "limit": limit, "offset": offset})
     total = rows[0]["total"] if rows else (0 if offset == 0 else None)
     for row in rows:
         del row["total"]
+        row["audience"] = audience_shown(row["audience"], row.pop("audience_mode"), row.pop("test_recipients"),
+                                         members=members)
     _add_live_counts(conn, rows)
     _add_run_states(session, rows)
-    queued = _queued_runs(conn, session, program_id) if offset == 0 else []
+    queued = _queued_runs(conn, session, program_id, members=members) if offset == 0 else []
     return {"campaigns": rows, "queued_runs": queued, "total": total, "limit": limit, "offset": offset}
 
 
@@ -73,7 +100,8 @@ def _add_run_states(session: Session, rows: list[dict[str, Any]]) -> None:
         row["run_url"] = airflow_runs.run_url(row["dag_run_id"]) if recorded else None
 
 
-def _queued_runs(conn: psycopg.Connection, session: Session, program_id: str | None) -> list[dict[str, Any]]:
+def _queued_runs(conn: psycopg.Connection, session: Session, program_id: str | None, *,
+                 members: bool) -> list[dict[str, Any]]:
     """Active runs whose first task has not created the campaign row yet."""
     runs = airflow_runs.active_runs(session)
     if program_id:
@@ -85,13 +113,15 @@ def _queued_runs(conn: psycopg.Connection, session: Session, program_id: str | N
         (DAG_ID, [r["run_id"] for r in runs]))}
     names = dict(conn.execute("SELECT id::text, name FROM programs WHERE id::text = ANY(%s)",
                               ([str(r["conf"].get("program_id")) for r in runs],)).fetchall())
-    return [_queued_entry(run, names) for run in runs if run["run_id"] not in recorded]
+    return [_queued_entry(run, names, members=members) for run in runs if run["run_id"] not in recorded]
 
 
-def _queued_entry(run: dict[str, Any], program_names: dict[str, str]) -> dict[str, Any]:
+def _queued_entry(run: dict[str, Any], program_names: dict[str, str], *, members: bool) -> dict[str, Any]:
     conf = run["conf"]
     try:
-        audience = parse_conf(conf).describe_audience()
+        spec = parse_conf(conf)
+        audience = audience_shown(spec.describe_audience(), spec.audience, len(spec.test_recipients),
+                                  members=members)
     except PassPushError:
         audience = str(conf.get("audience") or "")
     return {"run_id": run["run_id"], "run_state": run["state"],
@@ -102,8 +132,10 @@ def _queued_entry(run: dict[str, Any], program_names: dict[str, str]) -> dict[st
             "triggered_by": run["triggered_by"]}
 
 
-def campaign_detail(conn: psycopg.Connection, session: Session, campaign_id: uuid.UUID) -> dict[str, Any]:
-    campaign = _campaign(conn, campaign_id)
+def campaign_detail(conn: psycopg.Connection, session: Session, campaign_id: uuid.UUID, *,
+                    members: bool) -> dict[str, Any]:
+    """One campaign; ``members``: whether the user may see member data (may trigger push_campaign)."""
+    campaign = _campaign(conn, campaign_id, members=members)
     outcomes = _rows(conn, "outcomes", {"campaign_id": campaign_id})
     by_status: dict[str, int] = {}
     for outcome in outcomes:
@@ -117,21 +149,32 @@ def campaign_detail(conn: psycopg.Connection, session: Session, campaign_id: uui
         "failures": [o for o in outcomes if o["status"] in ("FAILED", "CANCELLED", "RETRYABLE")],
         "skipped": [o for o in outcomes if o["status"] == "SKIPPED"],
         "sends": sends_over_time(conn, campaign_id),
-        "preview": preview,
+        "preview": _preview_shown(preview, members=members),
         "lift": lift_report(conn, campaign_id),
         "run": _run(session, run_id) if run_id else None,
     }
 
 
-def _campaign(conn: psycopg.Connection, campaign_id: uuid.UUID) -> dict[str, Any]:
+def _campaign(conn: psycopg.Connection, campaign_id: uuid.UUID, *, members: bool) -> dict[str, Any]:
+    query = sql.SQL(
+        "SELECT {columns}, p.name AS program_name, c.audience->>'mode' AS audience_mode, {test_recipients}"
+        " FROM push_campaigns c LEFT JOIN programs p ON p.id = c.program_id"
+        " WHERE c.id = %s AND c.dag_id IS DISTINCT FROM %s").format(
+        columns=sql.SQL(", ").join(sql.Identifier("c", name) for name in CAMPAIGN_COLUMNS),
+        test_recipients=sql.SQL(TEST_RECIPIENTS))
     with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(
-            "SELECT c.*, p.name AS program_name FROM push_campaigns c"
-            " LEFT JOIN programs p ON p.id = c.program_id"
-            " WHERE c.id = %s AND c.dag_id IS DISTINCT FROM %s", (campaign_id, PREVIEW_DAG_ID)).fetchone()
+        row = cur.execute(query, (campaign_id, PREVIEW_DAG_ID)).fetchone()
     if row is None:
         raise CampaignNotFoundError(f"no campaign {campaign_id} in push_campaigns")
+    row["target_query"] = audience_shown(row["target_query"], row.pop("audience_mode"), row.pop("test_recipients"),
+                                         members=members)
     return row
+
+
+def _preview_shown(preview: dict[str, Any] | None, *, members: bool) -> dict[str, Any] | None:
+    if preview is None or members:
+        return preview
+    return {key: value for key, value in preview.items() if key not in MEMBER_PREVIEW_KEYS}
 
 
 def _run(session: Session, run_id: str) -> dict[str, Any]:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from passpush.csv_audience import DEFAULT_MAX_BYTES, upload_dir
+from passpush.csv_audience import MAX_BYTES_ENV, max_bytes_setting, upload_dir
 
 DAG_ID = "push_campaign"
 # Preview rows are created and resolved exactly like a dry run of the DAG, under their own dag_id.
@@ -15,7 +14,7 @@ UI_ROUTE = "push-campaigns"
 UI_NAME = "Push campaigns"
 RUN_ID_PREFIX = "campaign_page"
 UPLOAD_SUBDIR = "campaign-page"
-MAX_UPLOAD_BYTES_ENV = "PASSPUSH_UPLOAD_MAX_BYTES"
+MAX_UPLOAD_BYTES_ENV = MAX_BYTES_ENV
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 
@@ -26,4 +25,5 @@ def page_upload_dir() -> Path:
 
 
 def max_upload_bytes() -> int:
-    return int(os.environ.get(MAX_UPLOAD_BYTES_ENV, DEFAULT_MAX_BYTES))
+    """The DAG's own CSV limit: a file the page accepts is never refused later for its size."""
+    return max_bytes_setting()

@@ -4,6 +4,10 @@ SELECT c.id::text           AS id,
        c.program_id::text   AS program_id,
        p.name               AS program_name,
        c.target_query       AS audience,
+       -- to describe a custom SQL audience or a test send without its SQL or member ids (history.py)
+       c.audience->>'mode'  AS audience_mode,
+       CASE WHEN jsonb_typeof(c.options->'test_recipients') = 'array'
+            THEN jsonb_array_length(c.options->'test_recipients') ELSE 0 END AS test_recipients,
        c.status,
        c.dry_run,
        c.recipient_count    AS targeted,

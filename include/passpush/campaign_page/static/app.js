@@ -12,9 +12,12 @@ const state = {
   segments: [],
   programs: [],
   csv: null,            // the stored upload: {csv_path, filename, ids, ...}
+  uploadSeq: 0,         // the latest upload started; an older one finishing late is ignored
+  uploading: false,
   preview: null,        // the last preview shown
   previewKey: null,     // the form it was computed for
   previewSeq: 0,
+  confirming: null,     // what the open confirmation shows: {preview, form}
   history: { offset: 0, limit: 25, program: "", data: null },
   launchedRunId: null,
   detailId: null,
@@ -171,18 +174,44 @@ function audience() {
   return document.querySelector('input[name="audience"]:checked').value;
 }
 
-function segmentParams() {
+// The segment's parameters as entered, and what is wrong with them. An empty box means the segment's
+// default; a box that is not empty never does: a number box the browser cannot read has an empty value
+// (validity.badInput), and parseInt read "1e3" as 1 and "2.5" as 2, so such entries are refused instead.
+function readSegmentParams() {
   const params = {};
+  const problems = [];
   for (const input of $("segment-params").querySelectorAll("input")) {
     const raw = input.value.trim();
-    if (!raw) continue;
-    const type = input.dataset.type;
-    if (type === "int") params[input.name] = Number.parseInt(raw, 10);
-    else if (type === "float") params[input.name] = Number.parseFloat(raw);
-    else if (type === "list") params[input.name] = raw.split(",").map((v) => v.trim()).filter(Boolean);
-    else params[input.name] = raw;
+    const problem = raw || input.validity?.badInput ? paramProblem(input.dataset.type, raw) : null;
+    if (problem) problems.push({ input, text: `${input.name}: ${problem}` });
+    else if (raw) params[input.name] = paramValue(input.dataset.type, raw);
   }
-  return params;
+  return { params, problems };
+}
+
+function markSegmentParams() {
+  const bad = new Set(readSegmentParams().problems.map((p) => p.input));
+  for (const input of $("segment-params").querySelectorAll("input")) {
+    input.setAttribute("aria-invalid", String(bad.has(input)));
+  }
+}
+
+function paramProblem(type, raw) {
+  if (type !== "int" && type !== "float") return null;
+  const value = Number(raw);
+  if (!raw || !Number.isFinite(value)) return raw ? `“${raw}” is not a number` : "not a number";
+  if (type === "int" && !Number.isSafeInteger(value)) return `${raw} is not a whole number`;
+  return null;
+}
+
+function paramValue(type, raw) {
+  if (type === "int" || type === "float") return Number(raw);
+  if (type === "list") return raw.split(",").map((v) => v.trim()).filter(Boolean);
+  return raw;
+}
+
+function segmentParams() {
+  return readSegmentParams().params;
 }
 
 function formPayload() {
@@ -205,12 +234,25 @@ function previewPayload() {
   return rest;
 }
 
+const PARAMS_PROBLEM = "Check the segment settings";
+
 function readyToCount() {
   const payload = formPayload();
   if (!payload.program_id) return "Choose a program.";
   if (!payload.message.trim()) return "Write the message to see who receives it and what they read.";
+  if (payload.audience === "csv" && state.uploading) return "Uploading the CSV…";
   if (payload.audience === "csv" && !payload.csv_path) return "Upload a CSV of member ids.";
+  if (payload.audience === "segment") {
+    const { problems } = readSegmentParams();
+    if (problems.length) return `${PARAMS_PROBLEM}: ${problems.map((p) => p.text).join("; ")}.`;
+  }
   return null;
+}
+
+// Whether the count shown was computed for exactly the form as it is now: Send and "Yes, send" need it.
+function countIsCurrent() {
+  return Boolean(state.preview) && !state.uploading && !readyToCount()
+    && state.previewKey === JSON.stringify(previewPayload());
 }
 
 function renderSegmentControls() {
@@ -244,22 +286,26 @@ let previewTimer = null;
 function formChanged() {
   renderAudienceBoxes();
   renderMessageLength();
+  markSegmentParams();
   updateSendButton();
   clearTimeout(previewTimer);
   const problem = readyToCount();
-  if (problem) showPreviewHint(problem);
-  else if (state.previewKey !== JSON.stringify(previewPayload()) || !state.preview) {
+  if (problem) {
+    showPreviewHint(problem);
+    if (problem.startsWith(PARAMS_PROBLEM)) showFormError(problem);  // by the box, not only in the preview
+  } else if (state.previewKey !== JSON.stringify(previewPayload()) || !state.preview) {
     previewTimer = setTimeout(() => runPreview(false), PREVIEW_DEBOUNCE_MS);
   }
 }
 
 function updateSendButton() {
-  const fresh = state.preview && state.previewKey === JSON.stringify(previewPayload());
+  const fresh = countIsCurrent();
   const canLaunch = state.session && state.session.can_launch;
   const named = $("name").value.trim().length > 0;
   $("send-button").disabled = !(fresh && canLaunch && named && state.preview.eligible > 0);
   $("send-button").title = !canLaunch ? "You may not trigger push_campaign in Airflow"
-    : !named ? "Give the campaign a name" : !fresh ? "Count the audience first" : "";
+    : !named ? "Give the campaign a name" : state.uploading ? "Wait for the upload to finish"
+    : !fresh ? "Count the audience first" : "";
 }
 
 function insertPlaceholder(text) {
@@ -272,19 +318,27 @@ function insertPlaceholder(text) {
 
 async function uploadCsv() {
   const file = $("csv-file").files[0];
+  const seq = ++state.uploadSeq;
   state.csv = null;
-  if (!file) return formChanged();
+  state.uploading = Boolean(file);
+  formChanged();  // at once: Send and the count shown were the previous file's
+  if (!file) return;
   $("csv-status").textContent = `Checking ${file.name}…`;
   const body = new FormData();
   body.append("file", file);
   try {
-    state.csv = await api("uploads", { method: "POST", body });
+    const stored = await api("uploads", { method: "POST", body });
+    if (seq !== state.uploadSeq) return;  // another file was picked meanwhile
+    state.csv = stored;
     const repeated = state.csv.duplicates ? `, ${num(state.csv.duplicates)} repeated` : "";
     $("csv-status").textContent = `${state.csv.filename}: ${num(state.csv.ids)} member ids${repeated}. Stored for the campaign's record.`;
     hideFormError();
   } catch (error) {
+    if (seq !== state.uploadSeq) return;
     $("csv-status").textContent = "Not uploaded.";
     showFormError(error.message);
+  } finally {
+    if (seq === state.uploadSeq) state.uploading = false;
   }
   formChanged();
 }
@@ -319,15 +373,17 @@ async function runPreview(explicit) {
   const key = JSON.stringify(payload);
   const seq = ++state.previewSeq;
   $("preview-loading").hidden = false;
+  // The form changed meanwhile: this count is not for it (a newer one is coming, or a hint is shown).
+  const stale = () => seq !== state.previewSeq || key !== JSON.stringify(previewPayload()) || readyToCount();
   try {
     const preview = await postJson("preview", payload);
-    if (seq !== state.previewSeq) return;  // the form changed meanwhile; a newer count is coming
+    if (stale()) return;
     state.preview = preview;
     state.previewKey = key;
     hideFormError();
     renderPreview(preview);
   } catch (error) {
-    if (seq !== state.previewSeq) return;
+    if (stale()) return;
     showFormError(error.message);
     showPreviewHint("The audience could not be counted; see the message under the form.");
   } finally {
@@ -399,11 +455,27 @@ function confirmationText(preview) {
   return `This will buzz ${num(iphones)} phones (${num(iphones)} iPhones; ${num(google)} Google passes update silently). Are you sure?`;
 }
 
+// Who receives it, as the count was computed: a segment with every setting (defaults named), or the file.
+function audienceSummary(payload) {
+  if (payload.audience === "csv") return `Audience: ${state.csv.filename} (${num(state.csv.ids)} member ids).`;
+  if (payload.audience !== "segment") return "Audience: all active members.";
+  const segment = state.segments.find((s) => s.name === payload.segment);
+  const settings = (segment ? segment.params : []).map((param) => {
+    const value = payload.segment_params[param.name];
+    const shown = (v) => (Array.isArray(v) ? v.join(", ") : typeof v === "number" ? num(v) : String(v));
+    return value === undefined ? `${param.name} ${shown(param.default)} (default)` : `${param.name} ${shown(value)}`;
+  });
+  return `Audience: segment ${payload.segment}${settings.length ? `, ${settings.join(", ")}` : ""}.`;
+}
+
 function askToConfirm(event) {
   event.preventDefault();
-  if ($("send-button").disabled) return;
+  if ($("send-button").disabled || !countIsCurrent()) return;
   const preview = state.preview;
+  const payload = formPayload();
+  state.confirming = { preview, form: JSON.stringify(payload) };
   $("confirm-text").textContent = confirmationText(preview);
+  $("confirm-audience").textContent = audienceSummary(payload);
   $("confirm-detail").textContent =
     `${num(preview.eligible)} passes will be updated in total. ` +
     `If the audience has grown past ${num(preview.eligible)} by the time the run starts, nothing is sent.`;
@@ -411,9 +483,19 @@ function askToConfirm(event) {
   $("confirm-dialog").showModal();
 }
 
+// The count confirmed must be the one shown, for the form as it is now: anything changed while the dialog
+// was open (another file, another segment setting) needs a new count and a new confirmation.
 async function confirmed() {
-  if ($("confirm-dialog").returnValue !== "confirm") return;
-  const payload = { ...formPayload(), confirm_recipients: state.preview.eligible };
+  const shown = state.confirming;
+  state.confirming = null;
+  if ($("confirm-dialog").returnValue !== "confirm" || !shown) return;
+  const form = formPayload();
+  if (!countIsCurrent() || state.preview !== shown.preview || JSON.stringify(form) !== shown.form) {
+    showFormError("The form changed after the count you confirmed: nothing was sent. Check the new count and send again.");
+    updateSendButton();
+    return;
+  }
+  const payload = { ...form, confirm_recipients: shown.preview.eligible };
   $("send-button").disabled = true;
   try {
     const run = await postJson("launch", payload);
@@ -637,8 +719,9 @@ function renderDetailPreview(preview) {
   box.replaceChildren(
     el("p", { text: confirmationText(preview).replace(" Are you sure?", "") }),
     el("p", { class: "muted", text: `${num(preview.eligible)} of ${num(preview.targeted)} targeted, in ${num(preview.batches)} batches.` }),
-    el("ul", { class: "samples" }, (preview.samples || []).map((s) =>
-      el("li", {}, el("span", { class: "who", text: `${s.member_id} · ${walletName(s.wallet)}` }), s.message))));
+    preview.samples ? el("ul", { class: "samples" }, preview.samples.map((s) =>
+      el("li", {}, el("span", { class: "who", text: `${s.member_id} · ${walletName(s.wallet)}` }), s.message)))
+      : el("p", { class: "muted small", text: "What members read is shown to users who may launch campaigns." }));
 }
 
 // One column per lift row (one per window), one line per figure: it fits a card at laptop width.
