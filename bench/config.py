@@ -52,7 +52,7 @@ class Sizes:
 
 
 FULL = Sizes("full", delivery_recipients=20_000, delivery_batch=5000, dag_engine_recipients=20_000,
-             engine_growth=(10_000, 100_000), engine_rmw_size=10_000,
+             engine_growth=(10_000, 100_000, 1_000_000), engine_rmw_size=10_000,
              audience_growth=(10_000, 100_000, 1_000_000), baseline_recipients=1_000, record=True,
              audience_rounds=3)
 QUICK = Sizes("quick", delivery_recipients=2_000, delivery_batch=1000, dag_engine_recipients=4_000,
