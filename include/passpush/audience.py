@@ -375,7 +375,8 @@ def resolve(conn: psycopg.Connection, campaign_id: str) -> AudiencePreview:
     """Resolve the audience (idempotent until sending starts) and store the preview on the campaign."""
     campaign = campaigns.get_campaign(conn, campaign_id)
     spec = campaigns.spec_of(campaign)
-    if _already_resolved(conn, campaign_id):
+    # a dry run never sends: its rows (closed by reconcile as CANCELLED dry_run) can always be rebuilt
+    if not campaign["dry_run"] and _already_resolved(conn, campaign_id):
         log.info("campaign %s already sending: keeping its recipients", campaign_id)
         return build_preview(conn, campaign_id, (campaign["preview"] or {}).get("duplicates_in_input", 0))
     campaigns.mark_started(conn, campaign_id)

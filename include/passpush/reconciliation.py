@@ -28,6 +28,9 @@ SET status = CASE WHEN status = 'PENDING' THEN 'CANCELLED' ELSE 'FAILED' END,
 WHERE campaign_id = %(campaign_id)s AND status IN ('PENDING', 'SENDING', 'RETRYABLE')
 """
 
+NOT_CONFIRMED_REASON = ("never confirmed: the approval was rejected or had no answer within its time-out "
+                        "(see the run's approve_send task)")
+
 COUNTS_SQL = """
 SELECT count(*),
        count(*) FILTER (WHERE status = 'SENT'),
@@ -88,20 +91,23 @@ def finalize(conn: psycopg.Connection, campaign_id: str) -> CampaignResult:
     else:
         cancel_reason = "not_sent"
     with conn.transaction():
-        if not campaign["dry_run"]:
-            conn.execute(FINALIZE_SQL, {"campaign_id": campaign_id, "cancel_reason": cancel_reason})
+        # a dry run's would-be recipients too: left PENDING, its counts did not add up to those targeted
+        conn.execute(FINALIZE_SQL, {"campaign_id": campaign_id, "cancel_reason": cancel_reason})
         row = conn.execute(COUNTS_SQL, (campaign_id,)).fetchone()
         assert row is not None
         targeted, sent, failed, skipped, cancelled, held_out = (int(v) for v in row)
         status = final_status(campaign, sent, failed, cancelled)
+        # the only way left to end unconfirmed: a task that failed records its own reason (the DAG's callback)
+        reason = NOT_CONFIRMED_REASON if cancel_reason == "not_confirmed" else None
         conn.execute(
             """
             UPDATE push_campaigns
             SET status = %s, recipient_count = %s, sent_count = %s, failed_count = %s, skipped_count = %s,
-                cancelled_count = %s, finished_at = coalesce(finished_at, now()), updated_at = now()
+                cancelled_count = %s, abort_reason = coalesce(abort_reason, %s),
+                finished_at = coalesce(finished_at, now()), updated_at = now()
             WHERE id = %s
             """,
-            (status, targeted, sent, failed, skipped, cancelled, campaign_id),
+            (status, targeted, sent, failed, skipped, cancelled, reason, campaign_id),
         )
     reasons = dict(conn.execute(
         "SELECT coalesce(reason, 'unknown'), count(*) FROM push_campaign_recipients"

@@ -63,18 +63,24 @@ classified AS (
             -- passpush.audience never resolves a campaign again once it has sent)
             WHEN %(cap_seconds)s > 0 AND last.sent_at > now() - make_interval(secs => %(cap_seconds)s)
                 THEN 'frequency_cap'
-            -- reached by an earlier run of the same recurring campaign: sent, or a request that may have
-            -- landed (in doubt); held out only by a run that was allowed to send, since a dry run or a run
-            -- cancelled before sending draws its holdout too, and each one used to lock another share out
-            WHEN %(recurring_key)s::text IS NOT NULL AND %(cooldown_seconds)s > 0 AND EXISTS (
+            -- reached by an earlier run of the same recurring campaign: sent, or held out by a run that was
+            -- allowed to send (a dry run or a run cancelled before sending draws its holdout too, and each
+            -- one used to lock another share out); each EXISTS reads its own partial index by pass
+            -- (migrations 026, 036)
+            WHEN %(recurring_key)s::text IS NOT NULL AND %(cooldown_seconds)s > 0 AND (EXISTS (
                 SELECT 1 FROM push_campaign_recipients s
                 JOIN push_campaigns c ON c.id = s.campaign_id
-                WHERE s.pass_id = j.pass_id
-                  AND (s.status = 'SENT' OR s.reason = 'in_doubt_unverified'
-                       OR (s.status = 'HELD_OUT' AND c.confirmed_at IS NOT NULL AND NOT c.dry_run))
+                WHERE s.pass_id = j.pass_id AND s.status IN ('SENT', 'HELD_OUT')
+                  AND (s.status = 'SENT' OR (c.confirmed_at IS NOT NULL AND NOT c.dry_run))
                   AND c.recurring_key = %(recurring_key)s AND s.campaign_id <> %(campaign_id)s
                   AND s.updated_at > now() - make_interval(secs => %(cooldown_seconds)s)
-            ) THEN 'cooldown'
+            ) OR EXISTS (  -- or a request that may have landed (in doubt): its phone may have buzzed
+                SELECT 1 FROM push_campaign_recipients s
+                JOIN push_campaigns c ON c.id = s.campaign_id
+                WHERE s.pass_id = j.pass_id AND s.reason = 'in_doubt_unverified'
+                  AND c.recurring_key = %(recurring_key)s AND s.campaign_id <> %(campaign_id)s
+                  AND s.updated_at > now() - make_interval(secs => %(cooldown_seconds)s)
+            )) THEN 'cooldown'
             -- counted only for a Google pass updated today at all, which the frequency cap mostly skips
             WHEN j.wallet = 'google' AND last.sent_at > now() - interval '24 hours' AND (
                 SELECT count(*) FROM push_campaign_recipients s

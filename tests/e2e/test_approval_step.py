@@ -118,3 +118,6 @@ def test_without_a_confirmed_count_a_person_approves_or_rejects(
     else:
         assert (status, sent, cancelled) == ("CANCELLED", 0, eligible)
         assert emulator_control.stats()["requests_total"] == 0
+        reason = db.execute("SELECT abort_reason FROM push_campaigns WHERE program_id = %s ORDER BY created_at DESC"
+                            " LIMIT 1", (program.program_id,)).fetchone()[0]
+        assert reason.startswith("never confirmed: the approval was rejected")  # was no reason at all

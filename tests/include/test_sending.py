@@ -221,6 +221,26 @@ def test_passkit_down_for_longer_than_the_retries_ends_the_run_with_each_row_tri
     assert emulator_control.notification_summary(program.passkit_program_id)["max_per_member"] == 1
 
 
+def test_a_dry_run_closes_every_row_and_a_cleared_run_resolves_it_again(migrated_database_url, seed_loyalty,
+                                                                        db) -> None:
+    """A dry run's would-be recipients stayed PENDING for ever, and its counts did not add up."""
+    url, program = migrated_database_url, seed_loyalty(60)
+    campaign_id = tasks.create_campaign({"program_id": program.program_id, "name": "preview", "message": MESSAGE,
+                                         "dry_run": True, "holdout_percent": 20}, dag_id="test_sending",
+                                        run_id=str(uuid.uuid4()), conninfo=url)
+    preview = tasks.resolve_audience(campaign_id, conninfo=url)
+
+    result = tasks.reconcile(campaign_id, conninfo=url)
+
+    assert result["status"] == "DRY_RUN" and result["sent"] == 0
+    assert result["cancelled"] == preview["eligible"] > 0
+    assert result["targeted"] == result["skipped"] + result["cancelled"] + result["held_out"]
+    assert set(_statuses(db, campaign_id)) <= {"SKIPPED", "HELD_OUT", "CANCELLED"}
+    # the run cleared and run again: a dry run never sent, so its audience is resolved afresh, the same
+    assert tasks.resolve_audience(campaign_id, conninfo=url) == preview
+    assert tasks.reconcile(campaign_id, conninfo=url) == result
+
+
 @contextmanager
 def _passkit_answering(status: int, body: dict[str, object]) -> Iterator[tuple[str, list[str]]]:
     """A PassKit stand-in on a real port that answers every request with one status; yields (url, paths)."""
