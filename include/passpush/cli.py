@@ -84,10 +84,15 @@ def _airflow(args: argparse.Namespace) -> int:
 def _lift(args: argparse.Namespace) -> int:
     import psycopg
 
+    from passpush.errors import PassPushError
     from passpush.lift import compute_lift
 
     with psycopg.connect(args.url or localdev.local_database()) as conn:
-        print(compute_lift(conn, args.campaign_id, window_days=args.window_days).format())
+        try:
+            print(compute_lift(conn, args.campaign_id, window_days=args.window_days).format())
+        except PassPushError as err:  # an unknown campaign, or a window not yet ended: a message, not a traceback
+            print(f"passpush lift: {err}", file=sys.stderr)
+            return 2
     return 0
 
 

@@ -19,12 +19,7 @@ from passpush import audience, campaigns, reconciliation, sending
 from passpush.campaign_spec import DEFAULT_RATE_LIMIT, CampaignSpec, parse_conf
 from passpush.db import resolve_conninfo
 from passpush.errors import CampaignAbortedError, ConfirmationError, PassPushError
-from passpush.passkit import (
-    PassKitClient,
-    PassKitConfigError,
-    PassKitError,
-    PassKitSettings,
-)
+from passpush.passkit import PassKitClient, PassKitConfigError, PassKitError, PassKitSettings
 
 log = logging.getLogger(__name__)
 

@@ -215,6 +215,17 @@ def test_a_lift_report_waits_for_its_window_to_end(migrated_database_url, seed_l
                       (campaign_id,)).fetchall() == [(2,)]
 
 
+def test_the_lift_command_says_why_it_cannot_report_yet(migrated_database_url, seed_loyalty, db,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from passpush import cli
+
+    program = seed_loyalty(50)
+    campaign_id, _ = _resolve(migrated_database_url, program, holdout_percent=50)
+
+    assert cli.main(["lift", campaign_id, "--url", migrated_database_url]) == 2
+    assert capsys.readouterr().err.startswith(f"passpush lift: the 7-day window of campaign {campaign_id} ends at")
+
+
 def test_interval_arithmetic() -> None:
     treated, held = lift.GroupOutcome(1000, 300, 10.0, 4.0), lift.GroupOutcome(1000, 200, 8.0, 4.0)
     diff, _, high = lift.difference_of_proportions(treated, held)
