@@ -17,7 +17,6 @@ is stopped and its databases dropped when the next session starts.
 from __future__ import annotations
 
 import os
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from fixtures.network import free_port
 from passpush.cluster.config import DEFAULT_POSTGRES_URL, ClusterConfig
 from passpush.cluster.errors import ClusterError
 from passpush.cluster.preflight import check_postgres, check_redis
@@ -45,12 +45,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cluster: runs against a real Celery cluster (tests/cluster)")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _test_config() -> ClusterConfig:
     tag = uuid.uuid4().hex[:8]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
@@ -61,8 +55,8 @@ def _test_config() -> ClusterConfig:
         loyalty_db=f"passpush_cluster_loyalty_{tag}",
         redis_url=os.environ.get("PASSPUSH_TEST_REDIS_URL") or "redis://127.0.0.1:6379/15",
         queue=f"passpush_test_{tag}",
-        api_port=_free_port(),
-        emulator_port=_free_port(),
+        api_port=free_port(),
+        emulator_port=free_port(),
         worker_concurrency=2,  # 2 workers x 2 = the pool's 4 slots: a full pool needs both workers
         pool_slots=4,
         passkit_rate_limit=RATE_LIMIT,

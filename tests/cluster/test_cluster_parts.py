@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from fixtures.network import free_port
 from passpush.cluster.config import ClusterConfig, WorkerSpec, from_env, sqlalchemy_url, worker_env
 from passpush.cluster.errors import ClusterError
 from passpush.cluster.hostname import worker_hostname
@@ -20,21 +21,15 @@ from passpush.cluster.processes import ProcessManager, ServiceSpec
 from passpush.cluster.stack import Cluster
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])  # nothing listens once the socket is closed
-
-
 def test_unreachable_postgres_is_named_with_the_fix() -> None:
-    port = _closed_port()
+    port = free_port()
     with pytest.raises(ClusterError, match=rf"PostgreSQL is not reachable at 127\.0\.0\.1:{port}.*"
                                            r"PASSPUSH_CLUSTER_POSTGRES_URL"):
         check_postgres(f"postgresql://postgres@127.0.0.1:{port}/postgres", timeout=2)
 
 
 def test_unreachable_redis_is_named_with_the_fix() -> None:
-    port = _closed_port()
+    port = free_port()
     with pytest.raises(ClusterError, match=rf"Redis is not reachable at 127\.0\.0\.1:{port}.*"
                                            r"PASSPUSH_CLUSTER_REDIS_URL"):
         check_redis(f"redis://127.0.0.1:{port}/0", timeout=1)
@@ -50,7 +45,7 @@ def test_a_taken_port_is_reported() -> None:
 
 
 def test_up_stops_at_the_first_missing_service_before_starting_anything(tmp_path: Path) -> None:
-    cluster = Cluster(ClusterConfig(state_dir=tmp_path, redis_url=f"redis://127.0.0.1:{_closed_port()}/0"))
+    cluster = Cluster(ClusterConfig(state_dir=tmp_path, redis_url=f"redis://127.0.0.1:{free_port()}/0"))
     if not _postgres_answers(cluster.config.postgres_url):
         pytest.skip("no PostgreSQL on 127.0.0.1:5432")
     with pytest.raises(ClusterError, match="Redis is not reachable"):

@@ -4,7 +4,6 @@ dag.test() run; a "user" finds the pending Required Action through the REST API 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -17,21 +16,16 @@ import psycopg
 import pytest
 import requests
 
+from fixtures.network import free_port
 from passpush.emulator.control import EmulatorControl
 from passpush.seed import SeededProgram
 
 pytestmark = [pytest.mark.e2e, pytest.mark.airflow, pytest.mark.postgres, pytest.mark.emulator]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("api-server") / "api-server.log"
     env = {**os.environ, "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True"}
     airflow = str(Path(sys.executable).with_name("airflow"))

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-
 import psycopg
 import pytest
 
+from fixtures.network import free_port
 from passpush.emulator.control import EmulatorControl
 from passpush.seed import SeededProgram
 
@@ -90,9 +89,7 @@ def test_passkit_out_of_reach_fails_the_campaign_after_the_task_retries(
 
     from passpush import localdev
 
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        unreachable = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    unreachable = f"http://127.0.0.1:{free_port()}"  # nothing listens on it
     monkeypatch.setenv("AIRFLOW_CONN_PASSKIT_DEFAULT", localdev.passkit_connection_json(
         unreachable, emulator.api_key, emulator.api_secret))
     push_campaign_dag.get_task("plan_batches").retry_delay = timedelta(0)

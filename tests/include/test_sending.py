@@ -6,17 +6,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import socket
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from fixtures.network import free_port
+from fixtures.scripted_passkit import answer, scripted_server_in_thread
 from passpush import campaigns, localdev, reconciliation, sending, tasks
 from passpush.emulator.control import EmulatorControl, EmulatorProcess
 from passpush.errors import CampaignAbortedError, ConfirmationError
@@ -243,39 +242,20 @@ def test_a_dry_run_closes_every_row_and_a_cleared_run_resolves_it_again(migrated
 
 @contextmanager
 def _passkit_answering(status: int, body: dict[str, object]) -> Iterator[tuple[str, list[str]]]:
-    """A PassKit stand-in on a real port that answers every request with one status; yields (url, paths)."""
+    """The scripted stand-in answering every POST with one status; yields (url, the paths it was asked for,
+    filled in when the block ends). On its own thread: plan_batches runs its own event loop."""
     paths: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            paths.append(self.path)
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            raw = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", paths
-    finally:
-        server.shutdown()
-        server.server_close()
+    with scripted_server_in_thread() as server:
+        server.responses[("POST", "/")] = answer(status, body)
+        try:
+            yield server.url, paths
+        finally:
+            paths.extend(seen.raw_path for seen in server.seen)
 
 
 @contextmanager
 def _passkit_unreachable() -> Iterator[tuple[str, list[str]]]:
-    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens on it
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    yield f"http://127.0.0.1:{port}", []
+    yield f"http://127.0.0.1:{free_port()}", []
 
 
 def _planned_campaign(url: str, program: SeededProgram, monkeypatch: pytest.MonkeyPatch, host: str) -> str:

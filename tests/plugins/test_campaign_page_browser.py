@@ -14,7 +14,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
+from fixtures.network import free_port
 from passpush import localdev, tasks
 from passpush.seed import SeededProgram
 
@@ -46,12 +46,6 @@ class ApiServer:
     url: str
     uploads: Path
     log: Path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 90) -> None:
@@ -76,7 +70,7 @@ def api_server(serialized_dags: str, migrated_database_url: str,
     home = tmp_path_factory.mktemp("api-server")
     passwords = home / "passwords.json"
     passwords.write_text(json.dumps({name: password for name, (_, password) in USERS.items()}))
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PASSPUSH_DATABASE_URL"}
     env.update({
         "AIRFLOW_CONN_LOYALTY_DB": localdev.airflow_connection_json(migrated_database_url),
